@@ -1,0 +1,822 @@
+"""Rule-based rewards for math and GSM8K, with verl's custom reward signature.
+
+Run the self-check (from any directory):
+
+    python common/reward_functions.py
+
+Use it in training (verl 0.9.1 reads these keys; the old top-level ``custom_reward_function``
+is silently ignored):
+
+    reward.custom_reward_function.path=$REPO/common/reward_functions.py
+    reward.custom_reward_function.name=compute_score
+    +reward.custom_reward_function.reward_kwargs.format_weight=0.1
+
+What it offers:
+
+- ``compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs)``:
+  verl's signature; dispatches on ``data_source`` like verl's ``default_compute_score`` and
+  returns a dict with the fixed keys ``REWARD_KEYS`` (``score`` first).
+- ``format_reward(text)``: 1.0 / 0.5 / 0.0 for the ``<think>``/``<answer>`` convention.
+- ``length_penalty(length, max_len, buffer_len, penalty_factor)``: DAPO's linear overlong penalty.
+- ``combine_score(acc, fmt, penalty, format_weight, length_penalty_weight)``: the weighted sum.
+- ``extract_boxed``, ``extract_math_answer``, ``extract_gsm8k_answer``: answer extraction.
+- ``math_equal(pred, gold, timeout_s)``: fast path, then math-verify under a hard time limit
+  that works off the main thread (a persistent worker process that is killed on overrun).
+- ``gsm8k_accuracy(pred, gold)``: exact numeric comparison.
+- ``shutdown_verifiers()``: stop the math-verify worker processes of this process.
+- ``KNOWN_DATA_SOURCES``, ``REWARD_KEYS``, ``UnknownDataSourceError``.
+
+verl decodes responses with ``skip_special_tokens=True``: a tokenizer that marks ``<think>`` or
+``<answer>`` as special tokens strips them before scoring, and ``format`` is then always 0.0
+(Qwen3's tokenizer keeps them: they are added tokens, not special ones).
+"""
+
+import json
+import logging
+import math
+import os
+import re
+import resource
+import select
+import subprocess
+import sys
+import threading
+import time
+from fractions import Fraction
+from functools import lru_cache
+from typing import NamedTuple
+
+__all__ = [
+    "KNOWN_DATA_SOURCES",
+    "REWARD_KEYS",
+    "UnknownDataSourceError",
+    "Verdict",
+    "combine_score",
+    "compute_score",
+    "extract_boxed",
+    "extract_gsm8k_answer",
+    "extract_math_answer",
+    "format_reward",
+    "gsm8k_accuracy",
+    "length_penalty",
+    "math_equal",
+    "shutdown_verifiers",
+]
+
+logger = logging.getLogger(__name__)
+
+# verl takes the metric keys from the first sample of a batch, so every call returns exactly
+# these keys, in this order, whatever the data source or input.
+REWARD_KEYS = ("score", "acc", "format", "pred", "timeout", "length_penalty")
+
+# Same groups as verl 0.9.1 `verl/utils/reward_score/__init__.py::default_compute_score`.
+_MATH_SOURCES = frozenset(
+    {
+        "math",
+        "math_dapo",
+        "math_dapo_reasoning",
+        "lighteval/math",
+        "digitallearninggmbh/math-lighteval",
+        "huggingfaceh4/math-500",
+        "numina_aops_forum",
+        "numina_synthetic_math",
+        "numina_amc_aime",
+        "numina_synthetic_amc",
+        "numina_cn_k12",
+        "numina_olympiads",
+    }
+)
+# Prefixes: aime2024, aime_2025, lighteval/MATH-Hard, numina_* variants.
+_MATH_PREFIXES = ("aime", "lighteval/math", "numina_")
+_GSM8K_SOURCES = frozenset({"gsm8k", "openai/gsm8k"})
+KNOWN_DATA_SOURCES = {
+    "math": sorted(_MATH_SOURCES) + [p + "*" for p in _MATH_PREFIXES],
+    "gsm8k": sorted(_GSM8K_SOURCES),
+}
+
+# Keyword arguments verl's reward managers pass on their own (reward-model routing, sandbox);
+# accepted and ignored. Anything else unknown is a typo in reward_kwargs and raises.
+_VERL_PASSTHROUGH_KWARGS = frozenset(
+    {"reward_router_address", "reward_model_tokenizer", "sandbox_fusion_url", "concurrent_semaphore", "memory_limit_mb"}
+)
+
+# math-verify's own default per-operation limit is 5 s; a reward call stays within the same.
+DEFAULT_TIMEOUT_S = 5.0
+# Importing sympy + math-verify in a fresh worker takes ~1-3 s on a busy 2-core machine;
+# 120 s only guards against a wedged interpreter and is not part of the per-call limit.
+_WORKER_STARTUP_TIMEOUT_S = 120.0
+
+
+class UnknownDataSourceError(ValueError, NotImplementedError):
+    """Raised for a data_source this module does not score.
+
+    Both a ValueError and a NotImplementedError, the latter being what verl's default scorer
+    raises, so callers written for either keep working.
+    """
+
+
+class Verdict(NamedTuple):
+    """Outcome of one equivalence check: ``equal``, ``timed_out``, and ``via`` ("fast" or "math_verify")."""
+
+    equal: bool
+    timed_out: bool
+    via: str
+
+
+# ---------------------------------------------------------------------------------------------
+# Format and length
+# ---------------------------------------------------------------------------------------------
+
+_FORMAT_RE = re.compile(r"<think>.*?</think>.*?<answer>(.*?)</answer>", re.DOTALL)
+
+
+def format_reward(text: str) -> float:
+    """Score the reasoning format: 1.0, 0.5 or 0.0.
+
+    ``<think>...</think>`` followed by ``<answer>...</answer>`` (each pair opened then closed, the
+    think pair first) gives 0.5; with a ``\\boxed{}`` inside the answer, 1.0; anything else 0.0.
+
+    >>> format_reward("<think>2+2</think><answer>\\\\boxed{4}</answer>")
+    1.0
+    >>> format_reward("<think>2+2</think> <answer>4</answer>")
+    0.5
+    >>> format_reward("<answer>4</answer><think>late</think>")
+    0.0
+    >>> format_reward("\\\\boxed{4}")
+    0.0
+    """
+    match = _FORMAT_RE.search(text)
+    if match is None:
+        return 0.0
+    return 1.0 if extract_boxed(match.group(1)) is not None else 0.5
+
+
+def length_penalty(length: float, max_len: float, buffer_len: float, penalty_factor: float = 1.0) -> float:
+    """DAPO's linear overlong penalty, in [-penalty_factor, 0].
+
+    Zero up to ``max_len - buffer_len``, then falls linearly to ``-penalty_factor`` at
+    ``max_len`` (the formula of verl's dapo reward manager); beyond ``max_len`` it stays at
+    ``-penalty_factor``.
+
+    >>> length_penalty(3000, max_len=4096, buffer_len=1024)
+    0.0
+    >>> length_penalty(3584, max_len=4096, buffer_len=1024)
+    -0.5
+    >>> length_penalty(5000, max_len=4096, buffer_len=1024, penalty_factor=2.0)
+    -2.0
+    """
+    for name, value in (("length", length), ("max_len", max_len), ("buffer_len", buffer_len)):
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"length_penalty: {name} must be a finite number >= 0, got {value!r}")
+    if not 0 < buffer_len <= max_len:
+        raise ValueError(
+            f"length_penalty: need 0 < buffer_len <= max_len, got buffer_len={buffer_len!r}, max_len={max_len!r}; "
+            "set overlong_buffer_len to a positive value no larger than max_response_len"
+        )
+    if not isinstance(penalty_factor, int | float) or not math.isfinite(penalty_factor) or penalty_factor < 0:
+        raise ValueError(f"length_penalty: penalty_factor must be a finite number >= 0, got {penalty_factor!r}")
+    exceed = length - (max_len - buffer_len)
+    penalty = min(-exceed / buffer_len * penalty_factor, 0.0)
+    return max(penalty, -float(penalty_factor)) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def combine_score(
+    acc: float,
+    fmt: float = 0.0,
+    penalty: float = 0.0,
+    format_weight: float = 0.0,
+    length_penalty_weight: float = 0.0,
+) -> float:
+    """``score = acc + format_weight * fmt + length_penalty_weight * penalty``.
+
+    With the default weights the score is the accuracy, as with verl's default scorer.
+
+    >>> combine_score(1.0)
+    1.0
+    >>> combine_score(0.0, fmt=1.0, format_weight=0.1)
+    0.1
+    >>> combine_score(1.0, fmt=0.5, penalty=-0.5, format_weight=0.5, length_penalty_weight=1.0)
+    0.75
+    """
+    return float(acc + format_weight * fmt + length_penalty_weight * penalty)
+
+
+# ---------------------------------------------------------------------------------------------
+# Answer extraction
+# ---------------------------------------------------------------------------------------------
+
+_BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+_ANSWER_TAG_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+# "The final answer is $X$. I hope it is correct." (Minerva), "Final answer: X", "**Answer:** X".
+_FINAL_LINE_RES = (
+    # The leading ".*" is greedy, so the last phrase on a line wins:
+    # "Final Answer: The final answer is 18" -> "18".
+    re.compile(r".*final\s+answer\s*(?:is|:)\s*(.+)", re.IGNORECASE),
+    re.compile(r"^\W*answer\W*\s*[:：]\s*(.+)", re.IGNORECASE),
+)
+_HOPE_RE = re.compile(r"\.?\s*I hope it is correct\.?\s*$", re.IGNORECASE)
+
+
+def extract_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` or ``\\fbox{...}`` (nested braces kept), else None.
+
+    >>> extract_boxed("so \\\\boxed{1} or rather \\\\boxed{\\\\frac{1}{2}}")
+    '\\\\frac{1}{2}'
+    >>> extract_boxed("\\\\fbox{7}")
+    '7'
+    >>> extract_boxed("\\\\boxed 5."), extract_boxed("\\\\boxed{unclosed")
+    ('5', None)
+    """
+    matches = list(_BOX_RE.finditer(text))
+    # Walk back from the last box: an unclosed last box (truncated response) is no answer.
+    if not matches:
+        return None
+    start = matches[-1].end()
+    rest = text[start:]
+    if rest.startswith(" ") and not rest.lstrip().startswith("{"):
+        # "\boxed 5" (MATH's unbraced form): the token up to whitespace, "$" or end.
+        token = re.match(r"\s*([^\s$]+)", rest)
+        return token.group(1).rstrip(".") if token else None
+    brace = rest.find("{")
+    if brace == -1 or rest[:brace].strip():
+        return None
+    depth = 0
+    for i in range(brace, len(rest)):
+        ch = rest[i]
+        if ch == "{" and (i == 0 or rest[i - 1] != "\\"):
+            depth += 1
+        elif ch == "}" and (i == 0 or rest[i - 1] != "\\"):
+            depth -= 1
+            if depth == 0:
+                return rest[brace + 1 : i].strip()
+    return None
+
+
+def _clean_final(answer: str) -> str:
+    answer = _HOPE_RE.sub("", answer.strip())
+    answer = answer.strip().strip("*").strip().rstrip(".").strip()
+    if len(answer) >= 2 and answer[0] == "$" and answer[-1] == "$":
+        answer = answer.strip("$").strip()
+    return answer
+
+
+def extract_math_answer(text: str) -> str:
+    """The final answer of a math response, or "" when there is none.
+
+    Order: the last ``\\boxed{}``/``\\fbox{}``; else the last ``<answer>`` tag; else the last
+    final-answer line ("The final answer is X", "Final answer: X", "Answer: X").
+
+    >>> extract_math_answer("... so the area is \\\\boxed{\\\\dfrac{3}{4}}.")
+    '\\\\dfrac{3}{4}'
+    >>> extract_math_answer("<think>hmm</think><answer>42</answer>")
+    '42'
+    >>> extract_math_answer("Final Answer: The final answer is $18$. I hope it is correct.")
+    '18'
+    >>> extract_math_answer("Answer: 7")
+    '7'
+    >>> extract_math_answer("I am not sure.")
+    ''
+    """
+    boxed = extract_boxed(text)
+    if boxed is not None:
+        return boxed
+    tags = _ANSWER_TAG_RE.findall(text)
+    if tags and tags[-1].strip():
+        return _clean_final(tags[-1])
+    for line in reversed(text.strip().splitlines()):
+        for pattern in _FINAL_LINE_RES:
+            found = pattern.match(line)
+            if found is not None and _clean_final(found.group(1)):
+                return _clean_final(found.group(1))
+    return ""
+
+
+# Thousands groups only when they are groups of three ("1,234"), so "1,2" stays a list.
+_GSM_NUM_RE = re.compile(r"-?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
+
+
+def extract_gsm8k_answer(text: str) -> str:
+    """The numeric answer of a GSM8K response as a plain number string, or "".
+
+    Order: the first number after the last ``####``; else in the last ``\\boxed{}``; else in
+    the last ``<answer>`` tag; else the last number in the text. Commas, "$" and units go.
+
+    >>> extract_gsm8k_answer("She pays $1,234.50 in total.\\n#### $1,234.50")
+    '1234.50'
+    >>> extract_gsm8k_answer("Natalia sold 72 clips")
+    '72'
+    >>> extract_gsm8k_answer("The change is -3 degrees.")
+    '-3'
+    >>> extract_gsm8k_answer("no number here")
+    ''
+    """
+    candidates = []
+    if "####" in text:
+        candidates.append((text.rsplit("####", 1)[1], "first"))
+    boxed = extract_boxed(text)
+    if boxed is not None:
+        candidates.append((boxed, "last"))
+    tags = _ANSWER_TAG_RE.findall(text)
+    if tags:
+        candidates.append((tags[-1], "last"))
+    candidates.append((text, "last"))
+    for chunk, which in candidates:
+        numbers = _GSM_NUM_RE.findall(chunk)
+        if numbers:
+            number = numbers[0] if which == "first" else numbers[-1]
+            return number.replace("$", "").replace(",", "")
+    return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Equivalence: fast path
+# ---------------------------------------------------------------------------------------------
+
+_SPACING_RE = re.compile(r"\\(?:left|right|displaystyle)(?![A-Za-z])|\\[!,;: ]|\s+")
+_NUMBER_RE = re.compile(r"[+-]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)")
+_FRAC_RES = (
+    re.compile(r"([+-]?)\\frac\{([+-]?\d+)\}\{(\d+)\}"),
+    re.compile(r"([+-]?)\\frac(\d)(\d)"),
+    re.compile(r"([+-]?)(\d+)/(\d+)"),
+)
+
+
+class _Number(NamedTuple):
+    value: Fraction
+    decimal: bool
+    percent: bool
+
+
+def _normalize(answer: str) -> str:
+    """Light normalisation: LaTeX spacing, \\left/\\right, dollars, dfrac/tfrac, trailing dot."""
+    s = answer.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    s = s.replace("\\$", "").replace("$", "")
+    s = _SPACING_RE.sub("", s)
+    if s.startswith("\\text{") and s.endswith("}") and s.count("{") == 1:
+        s = s[len("\\text{") : -1]
+    return s.rstrip(".")
+
+
+def _as_number(s: str) -> _Number | None:
+    percent = s.endswith("%")
+    if percent:
+        s = s[:-2] if s.endswith("\\%") else s[:-1]
+    if _NUMBER_RE.fullmatch(s):
+        return _Number(Fraction(s.replace(",", "")), "." in s, percent)
+    for pattern in _FRAC_RES:
+        m = pattern.fullmatch(s)
+        if m:
+            sign, num, den = m.groups()
+            if int(den) == 0:
+                return None
+            value = Fraction(int(num), int(den))
+            return _Number(-value if sign == "-" else value, False, percent)
+    return None
+
+
+def _fast_verdict(pred: str, gold: str) -> bool | None:
+    """True/False when decidable without math-verify, None to defer to it."""
+    p, g = _normalize(pred), _normalize(gold)
+    if not p:
+        return False
+    if p == g:
+        return True
+    pn, gn = _as_number(p), _as_number(g)
+    if pn is None or gn is None:
+        return None
+    if pn.percent or gn.percent:
+        # math-verify: "50\%" == "50" for integers, but "12.5\%" vs "0.125" depends on the side.
+        integers = pn.value.denominator == gn.value.denominator == 1 and not (pn.decimal or gn.decimal)
+        return True if integers and pn.value == gn.value else None
+    if pn.value == gn.value:
+        return True
+    if not (pn.decimal or gn.decimal):
+        # Exact rationals on both sides: math-verify compares them exactly too.
+        return False
+    # math-verify rounds floats to 6 decimals, so values 1e-5 apart can never match there;
+    # closer ones ("0.333333" vs "1/3") are its call.
+    return False if abs(pn.value - gn.value) > Fraction(1, 10**5) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Equivalence: math-verify in killable worker processes
+# ---------------------------------------------------------------------------------------------
+
+
+def _worker_main() -> None:
+    """Serve ``[gold, pred, cpu_budget_s]`` JSON lines on stdin with ``{"equal": bool}`` lines on stdout."""
+    proto = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # stray prints from libraries must not corrupt the protocol stream
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    try:
+        from math_verify import parse, verify
+
+        # Its timeouts use SIGALRM; the parent enforces the limit by killing this process.
+        verify(parse("$1$", parsing_timeout=None), parse("$1$", parsing_timeout=None), timeout_seconds=None)
+    except Exception as exc:  # report why, the parent raises with this text
+        proto.write(json.dumps({"ready": False, "error": f"{type(exc).__name__}: {exc}"}).encode() + b"\n")
+        proto.flush()
+        return
+    proto.write(b'{"ready": true}\n')
+    proto.flush()
+    for line in sys.stdin.buffer:
+        gold, pred, cpu_budget_s = json.loads(line)
+        # The parent kills this process when a check overruns. If the parent itself dies
+        # mid-check, nobody will: a CPU-time limit lets the kernel end it (SIGXCPU) even while
+        # sympy holds the GIL inside one long C call. An idle orphan exits on stdin EOF instead.
+        used = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+        _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        soft = int(used + cpu_budget_s) + 1
+        resource.setrlimit(resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
+        try:
+            gold_parsed = parse(f"${gold}$", parsing_timeout=None)
+            pred_parsed = parse(f"${pred}$", parsing_timeout=None)
+            reply = {"equal": bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))}
+        except Exception as exc:  # a parse/verify bug on one answer is a wrong answer, not a crash
+            reply = {"equal": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        proto.write(json.dumps(reply).encode() + b"\n")
+        proto.flush()
+
+
+class _WorkerGone(Exception):
+    pass
+
+
+class _Worker:
+    """One math-verify process speaking JSON lines over pipes."""
+
+    def __init__(self) -> None:
+        if not sys.executable:
+            raise RuntimeError("reward_functions: sys.executable is empty, cannot start the math-verify worker")
+        # A file path (not `-m common...`): verl loads this module from its path, so the
+        # package may not be importable where the reward actor runs.
+        self.proc = subprocess.Popen(
+            [sys.executable, "-u", os.path.abspath(__file__), "--verify-worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            close_fds=True,
+        )
+        self._buf = b""
+        try:
+            hello = self._read_line(time.monotonic() + _WORKER_STARTUP_TIMEOUT_S)
+        except (_WorkerGone, TimeoutError) as exc:
+            self.kill()
+            raise RuntimeError(f"reward_functions: math-verify worker did not start ({exc!r})") from None
+        if not hello.get("ready"):
+            self.kill()
+            raise RuntimeError(
+                f"reward_functions: math-verify worker failed to start: {hello.get('error')}; "
+                "install it with `pip install math-verify==0.9.0` in the training environment"
+            )
+
+    def _read_line(self, deadline: float) -> dict:
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buf:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                raise TimeoutError
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise _WorkerGone(f"worker exited with code {self.proc.poll()}")
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def ask(self, gold: str, pred: str, timeout_s: float) -> dict:
+        deadline = time.monotonic() + timeout_s
+        try:
+            # CPU budget for the orphan case only (see _worker_main): the limit plus 10 s slack.
+            self.proc.stdin.write(json.dumps([gold, pred, timeout_s + 10.0]).encode() + b"\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError) as exc:
+            raise _WorkerGone(repr(exc)) from None
+        return self._read_line(deadline)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # zombie in uninterruptible sleep; nothing more to do
+            pass
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+
+
+class _VerifierPool:
+    """Up to ``size`` workers shared by all threads of one process, started on demand."""
+
+    def __init__(self, size: int) -> None:
+        self.pid = os.getpid()
+        self._slots = threading.BoundedSemaphore(size)
+        self._idle: list[_Worker] = []
+        self._lock = threading.Lock()
+
+    def verify(self, gold: str, pred: str, timeout_s: float) -> tuple[bool, bool]:
+        """Return (equal, timed_out); a hung or crashed worker is killed and replaced later."""
+        with self._slots:
+            with self._lock:
+                worker = self._idle.pop() if self._idle else None
+            if worker is not None and worker.proc.poll() is not None:
+                worker.kill()  # died while idle: reap it and close its pipes
+                worker = None
+            if worker is None:
+                worker = _Worker()  # startup time is not part of the per-call limit
+            try:
+                reply = worker.ask(gold, pred, timeout_s)
+            except TimeoutError:
+                worker.kill()
+                return False, True
+            except _WorkerGone as exc:
+                # e.g. killed by the OOM killer on a giant expression: a wrong answer, not a crash
+                logger.warning("math-verify worker died while checking an answer (%s); scoring it 0", exc)
+                worker.kill()
+                return False, False
+            with self._lock:
+                self._idle.append(worker)
+            if "error" in reply:
+                logger.debug("math-verify error on pred=%r gold=%r: %s", pred[:80], gold[:80], reply["error"])
+            return bool(reply["equal"]), False
+
+    def close(self) -> None:
+        with self._lock:
+            workers, self._idle = self._idle, []
+        for worker in workers:
+            worker.kill()
+
+
+_POOL: _VerifierPool | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> _VerifierPool:
+    global _POOL
+    with _POOL_LOCK:
+        # After a fork the child must not share the parent's pipes: start a fresh pool.
+        if _POOL is None or _POOL.pid != os.getpid():
+            # verl runs a sync reward function in a thread pool (loop.run_in_executor), so several
+            # checks can be in flight; 4 workers x ~150 MB each is the cap per reward process.
+            size = int(os.environ.get("REWARD_VERIFY_WORKERS", min(4, os.cpu_count() or 1)))
+            if size < 1:
+                raise ValueError(f"REWARD_VERIFY_WORKERS must be >= 1, got {size}")
+            _POOL = _VerifierPool(size)
+        return _POOL
+
+
+def shutdown_verifiers() -> None:
+    """Stop this process's math-verify workers (they also exit on their own when it exits).
+
+    >>> shutdown_verifiers()  # safe to call any time; the next slow check starts a new worker
+    """
+    global _POOL
+    with _POOL_LOCK:
+        pool, _POOL = _POOL, None
+    if pool is not None and pool.pid == os.getpid():
+        pool.close()
+
+
+def _check_timeout(timeout_s: float) -> None:
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or not (0 < timeout_s < math.inf):
+        raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
+
+
+def math_equal(pred: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Verdict:
+    """Is the extracted answer ``pred`` equivalent to ``gold``?
+
+    A fast path settles plain cases (same string after light normalisation; numbers with
+    "1,000", "$12", "50%", "a/b", "\\frac{a}{b}"); the rest goes to math-verify in a worker
+    process that is killed if it runs past ``timeout_s`` (works from any thread).
+
+    >>> math_equal("\\\\dfrac{1}{2}", "0.5")
+    Verdict(equal=True, timed_out=False, via='fast')
+    >>> math_equal("1,000", "999")
+    Verdict(equal=False, timed_out=False, via='fast')
+    """
+    _check_timeout(timeout_s)
+    fast = _fast_verdict(pred, gold)
+    if fast is not None:
+        return Verdict(fast, False, "fast")
+    equal, timed_out = _pool().verify(_normalize_for_verify(gold), _normalize_for_verify(pred), timeout_s)
+    return Verdict(equal, timed_out, "math_verify")
+
+
+def _normalize_for_verify(answer: str) -> str:
+    # Inside "$...$" for math-verify: an unescaped "$" would end the math early.
+    return answer.replace("\\$", "").replace("$", "").strip()
+
+
+def gsm8k_accuracy(pred: str, gold: str) -> float:
+    """1.0 when the extracted number equals the gold number exactly ("1,234.50" == "1234.5").
+
+    >>> gsm8k_accuracy("1234.50", "1,234.5")
+    1.0
+    >>> gsm8k_accuracy("", "3")
+    0.0
+    """
+    gold_value = _gsm8k_number(gold)
+    if gold_value is None:
+        raise ValueError(
+            f"gsm8k ground_truth must be a number, got {gold!r}; "
+            "fix reward_model.ground_truth in the data (e.g. the text after '####')"
+        )
+    pred_value = _gsm8k_number(pred)
+    return 1.0 if pred_value is not None and pred_value == gold_value else 0.0
+
+
+def _gsm8k_number(text: str) -> Fraction | None:
+    s = text.strip().replace("$", "").replace(",", "")
+    try:
+        return Fraction(s) if re.fullmatch(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)", s) else None
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# verl entry point
+# ---------------------------------------------------------------------------------------------
+
+
+def _task_of(data_source: str) -> str:
+    name = str(data_source).strip().lower()
+    if name in _MATH_SOURCES or name.startswith(_MATH_PREFIXES):
+        return "math"
+    if name in _GSM8K_SOURCES:
+        return "gsm8k"
+    known = "; ".join(f"{task}: {', '.join(names)}" for task, names in KNOWN_DATA_SOURCES.items())
+    raise UnknownDataSourceError(
+        f"reward_functions.compute_score: unknown data_source {data_source!r}. Known ({known}). "
+        "Set the parquet column data_source to one of these, or point "
+        "reward.custom_reward_function.path at a scorer for this dataset."
+    )
+
+
+def _gold_list(ground_truth) -> list[str]:
+    # Some datasets store several accepted answers (list / numpy array); any one may match.
+    if isinstance(ground_truth, str | int | float) and not isinstance(ground_truth, bool):
+        golds = [ground_truth]
+    elif hasattr(ground_truth, "__iter__") and not isinstance(ground_truth, dict | bytes):
+        golds = list(ground_truth)
+    else:
+        golds = []
+    golds = [str(g).strip() for g in golds if isinstance(g, str | int | float) and not isinstance(g, bool)]
+    golds = [extract_boxed(g) or g for g in golds]  # a gold stored as "\boxed{5}" means 5
+    if not golds or not all(golds):
+        raise ValueError(
+            f"ground_truth must be a non-empty string or number (or a list of them), got {ground_truth!r}; "
+            "fix reward_model.ground_truth in the data"
+        )
+    return golds
+
+
+@lru_cache(maxsize=4)
+def _tokenizer(name_or_path: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(name_or_path)
+
+
+def _weight(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"reward_kwargs.{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def compute_score(
+    data_source: str,
+    solution_str: str,
+    ground_truth,
+    extra_info: dict | None = None,
+    *,
+    format_weight: float = 0.0,
+    length_penalty_weight: float = 0.0,
+    max_response_len: int | None = None,
+    overlong_buffer_len: int | None = None,
+    overlong_penalty_factor: float = 1.0,
+    length_tokenizer: str | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    **kwargs,
+) -> dict:
+    """Score one response; verl's custom reward signature.
+
+    ``score = acc + format_weight * format + length_penalty_weight * length_penalty``
+
+    - ``acc``: 1.0 when the extracted answer (``pred``) matches ``ground_truth``, else 0.0
+      (math: fast path then math-verify; gsm8k: exact number). A math check that runs past
+      ``timeout_s`` seconds gives ``acc`` 0.0 and ``timeout`` 1.0.
+    - ``format``: ``format_reward(solution_str)``, always reported, weighted by ``format_weight``.
+    - ``length_penalty``: ``length_penalty(len, max_response_len, overlong_buffer_len,
+      overlong_penalty_factor)`` when ``length_penalty_weight`` > 0, else 0.0. ``len`` counts
+      tokens of ``length_tokenizer`` (a Hugging Face name or path) if given, else characters.
+
+    Defaults give ``score == acc``, like verl's default scorer. Keyword arguments arrive from
+    ``reward.custom_reward_function.reward_kwargs``; an unknown one raises TypeError.
+
+    >>> r = compute_score("math", "... \\\\boxed{\\\\frac{1}{2}}", "0.5")
+    >>> list(r) == list(REWARD_KEYS), r["score"], r["pred"]
+    (True, 1.0, '\\\\frac{1}{2}')
+    >>> compute_score("openai/gsm8k", "<think>3*24</think><answer>72 clips</answer>", "72",
+    ...               format_weight=0.1)["score"]
+    1.05
+    """
+    unknown = set(kwargs) - _VERL_PASSTHROUGH_KWARGS
+    if unknown:
+        raise TypeError(
+            f"compute_score got unknown reward_kwargs {sorted(unknown)}; accepted: format_weight, "
+            "length_penalty_weight, max_response_len, overlong_buffer_len, overlong_penalty_factor, "
+            "length_tokenizer, timeout_s"
+        )
+    format_weight = _weight("format_weight", format_weight)
+    length_penalty_weight = _weight("length_penalty_weight", length_penalty_weight)
+    _check_timeout(timeout_s)
+    if not isinstance(solution_str, str):
+        raise TypeError(f"solution_str must be a str, got {type(solution_str).__name__}")
+    task = _task_of(data_source)
+    golds = _gold_list(ground_truth)
+
+    acc, timed_out = 0.0, 0.0
+    if task == "math":
+        pred = extract_math_answer(solution_str)
+        if pred:
+            deadline = time.monotonic() + timeout_s
+            for gold in golds:
+                verdict = math_equal(pred, gold, timeout_s=max(deadline - time.monotonic(), 1e-3))
+                if verdict.timed_out:
+                    timed_out = 1.0
+                    break
+                if verdict.equal:
+                    acc = 1.0
+                    break
+    else:
+        pred = extract_gsm8k_answer(solution_str)
+        acc = max(gsm8k_accuracy(pred, gold) for gold in golds)
+
+    fmt = format_reward(solution_str)
+    penalty = 0.0
+    if length_penalty_weight:
+        if max_response_len is None or overlong_buffer_len is None:
+            raise ValueError(
+                "length_penalty_weight > 0 needs reward_kwargs.max_response_len and "
+                "reward_kwargs.overlong_buffer_len (e.g. data.max_response_length and a quarter of it)"
+            )
+        if length_tokenizer:
+            length = len(_tokenizer(length_tokenizer).encode(solution_str, add_special_tokens=False))
+        else:
+            length = len(solution_str)
+        penalty = length_penalty(length, max_response_len, overlong_buffer_len, overlong_penalty_factor)
+    score = combine_score(acc, fmt, penalty, format_weight, length_penalty_weight)
+    return {"score": score, "acc": acc, "format": fmt, "pred": pred, "timeout": timed_out, "length_penalty": penalty}
+
+
+# ---------------------------------------------------------------------------------------------
+# Self-check
+# ---------------------------------------------------------------------------------------------
+
+_SELF_CHECK = [
+    ("math", "The area is \\boxed{\\dfrac{3}{4}}.", "0.75"),
+    ("HuggingFaceH4/MATH-500", "so x \\in \\boxed{[0, 1)}", "[0,1)"),
+    ("math_dapo", "Answer: 1,000", "1000"),
+    ("aime2024", "<think>...</think><answer>\\boxed{(x+1)^2}</answer>", "x^2+2x+1"),
+    ("math", "The final answer is $\\frac{\\sqrt{2}}{2}$. I hope it is correct.", "\\frac{1}{\\sqrt{2}}"),
+    ("math", "I give up.", "5"),
+    ("openai/gsm8k", "Natalia sold 48/2 = 24 clips in May.\n#### 72", "72"),
+    ("gsm8k", "The total is $1,234.50", "1234.5"),
+]
+
+
+def _self_check() -> int:
+    print(f"{'data_source':<24} {'score':>5} {'acc':>4} {'fmt':>4} {'timeout':>7}  pred  <- response")
+    failures = 0
+    try:
+        for source, response, gold in _SELF_CHECK:
+            r = compute_score(source, response, gold)
+            expected = 0.0 if "give up" in response else 1.0
+            failures += r["acc"] != expected
+            scores = f"{r['score']:>5.2f} {r['acc']:>4.1f} {r['format']:>4.1f} {r['timeout']:>7.1f}"
+            print(f"{source:<24} {scores}  {r['pred']!r}  <- {response!r}")
+        # A pathological answer (sympy would expand 10^(10^10)) under a 1 s limit, off the main thread.
+        box: dict = {}
+        thread = threading.Thread(
+            target=lambda: box.update(compute_score("math", "\\boxed{10^{10^{10}}}", "1", timeout_s=1.0))
+        )
+        t0 = time.monotonic()
+        thread.start()
+        thread.join()
+        print(f"pathological answer from a worker thread: timeout={box['timeout']} after {time.monotonic() - t0:.2f} s")
+        failures += box["timeout"] != 1.0
+    finally:
+        shutdown_verifiers()
+    print("self-check", "FAILED" if failures else "passed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--verify-worker"]:
+        _worker_main()
+    else:
+        sys.exit(_self_check())

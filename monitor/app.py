@@ -1,0 +1,103 @@
+"""Training dashboard: runs, curves, samples, GPU and alerts of the runs under --log_dir.
+
+    cd monitor && python app.py --port 7860 --log_dir ../outputs
+    python monitor/app.py                          # from the top level: log_dir = <repo>/outputs
+    MONITOR_AUTH=user:password python monitor/app.py --host 0.0.0.0   # exposed: protect it
+
+Offers:
+    build_app(log_dir, config) -> gr.Blocks   assembles the tabs of monitor/panels/ around one
+                                              MetricsCollector (no module-level state).
+    main(argv) -> exit code
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+# Run as a script from monitor/ or from the top level: make `import monitor` resolve to this repo.
+_REPO = Path(__file__).resolve().parents[1]
+if str(_REPO) not in sys.path:
+    sys.path.insert(0, str(_REPO))
+
+import gradio as gr  # noqa: E402
+
+from monitor.metrics_collector import MetricsCollector  # noqa: E402
+from monitor.panels import alerts, curves, gpu, runs, samples  # noqa: E402
+from monitor.settings import DEFAULT_CONFIG_PATH, ConfigError, load_config  # noqa: E402
+
+DEFAULT_LOG_DIR = _REPO / "outputs"
+TAB_IDS = ("runs", "curves", "samples", "alerts", "gpu")
+
+
+def build_app(log_dir: str | os.PathLike, config: dict) -> gr.Blocks:
+    """Input: the folder holding run folders, and a config from settings.load_config.
+    Output: the Blocks app (not launched). API endpoints: /runs, /curves, /samples,
+    /sample_steps, /gpu, /alerts."""
+    collector = MetricsCollector(log_dir, stale_after_s=float(config["stale_after_seconds"]))
+    with gr.Blocks(title="Training monitor") as demo:
+        gr.Markdown("## Training monitor")
+        timer = gr.Timer(float(config["refresh_seconds"]))
+        with gr.Tabs() as tabs:
+            for panel in (runs, curves, samples, alerts, gpu):
+                panel.build(demo, collector, config, timer)
+
+        def open_tab(request: gr.Request):
+            # Deep link: http://host:port/?tab=curves opens that tab (ids: runs, curves, samples, alerts, gpu).
+            wanted = request.query_params.get("tab") if request else None
+            return gr.Tabs(selected=wanted) if wanted in TAB_IDS else gr.skip()
+
+        demo.load(open_tab, outputs=[tabs], api_name=False)
+    return demo
+
+
+def _parse_auth(text: str | None) -> tuple[str, str] | None:
+    if not text:
+        return None
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        # Never echo the value: it may be a password typed in the wrong format.
+        raise ValueError("--auth / MONITOR_AUTH must look like user:password (both non-empty)")
+    return user, password
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--log_dir", default=str(DEFAULT_LOG_DIR), help="folder holding one folder per run (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=7860, help="port to serve on (default: %(default)s)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind; 0.0.0.0 exposes it (then use --auth)")
+    parser.add_argument("--auth", default=None, help="user:password for the login page (default: $MONITOR_AUTH)")
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG_PATH), help="dashboard config (default: %(default)s)")
+    args = parser.parse_args(argv)
+
+    log_dir = Path(args.log_dir).expanduser()
+    if not log_dir.is_dir():
+        print(f"error: --log_dir {log_dir} is not a folder; create it (mkdir -p {log_dir}) or pass the "
+              f"folder your runs write to (the launcher's --log_dir)", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config)
+        auth = _parse_auth(args.auth or os.environ.get("MONITOR_AUTH"))
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not 0 < args.port < 65536:
+        print(f"error: --port {args.port} is not a TCP port (1-65535)", file=sys.stderr)
+        return 2
+    if args.host not in ("127.0.0.1", "localhost", "::1") and auth is None:
+        print(f"warning: serving on {args.host} without --auth: anyone who can reach this port sees your runs",
+              file=sys.stderr)
+
+    demo = build_app(log_dir, config)
+    print(f"monitor: {log_dir.resolve()} on http://{args.host}:{args.port}"
+          + (f" (login required, user {auth[0]!r})" if auth else ""), flush=True)
+    demo.queue(default_concurrency_limit=4).launch(
+        server_name=args.host, server_port=args.port, auth=auth, show_error=True, quiet=True
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

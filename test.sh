@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Test a trained model: interactive chat, or a batch evaluation written to Excel/JSON.
+#
+#   ./test.sh --model_path PATH                                        # chat (--single)
+#   ./test.sh --model_path PATH --batch --input_file test_data.json    # report .xlsx
+#   ./test.sh --help                                                   # every option
+#
+# PATH: a Hugging Face folder/id or a verl checkpoint (merged once, cached next to it).
+set -euo pipefail
+
+# ---------------------------------------------------------------- Paths
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# The repository's virtual environment when present, else the system python3.
+if [[ -x "${REPO_ROOT}/.venv/bin/python" ]]; then
+    PYTHON=${PYTHON:-"${REPO_ROOT}/.venv/bin/python"}
+else
+    PYTHON=${PYTHON:-python3}
+fi
+
+# ---------------------------------------------------------------- Launch
+# Relative paths in the arguments stay relative to the caller's folder: python -m runs from the
+# repository root (so `common` imports), so resolve them against the caller's cwd first.
+CALLER_DIR=$(pwd)
+export TEST_MODEL_CALLER_DIR="${CALLER_DIR}"
+export PYTHONPATH="${REPO_ROOT}${PYTHONPATH:+:${PYTHONPATH}}"
+cd "${REPO_ROOT}"
+exec "${PYTHON}" -m common.test_model "$@"
