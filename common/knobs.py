@@ -66,6 +66,14 @@ RL_KNOBS: tuple[Knob, ...] = (
     Knob("CLIP_RATIO_HIGH", "float", (f"{_ACTOR}.clip_ratio_high",)),
     Knob("LOSS_AGG_MODE", "str", (f"{_ACTOR}.loss_agg_mode",)),
     Knob("POLICY_LOSS", "str", (f"{_ACTOR}.policy_loss.loss_mode",)),
+    Knob("ENTROPY_MODE", "str", (f"{_ACTOR}.policy_loss.loss_mode",), "DAPO entropy control", ("vanilla", "clip_cov", "kl_cov")),
+    Knob("CLIP_COV_RATIO", "float", (f"{_ACTOR}.policy_loss.clip_cov_ratio",)),
+    Knob("KL_COV_RATIO", "float", (f"{_ACTOR}.policy_loss.kl_cov_ratio",)),
+    Knob("DYNAMIC_SAMPLING", "bool", ("algorithm.filter_groups.enable",), "DAPO: drop groups with equal rewards"),
+    Knob("FILTER_GROUPS_METRIC", "str", ("algorithm.filter_groups.metric",)),
+    Knob("OVERLONG_SHAPING", "bool", ("reward.reward_kwargs.overlong_buffer_cfg.enable",)),
+    Knob("OVERLONG_BUFFER_LEN", "int", ("reward.reward_kwargs.overlong_buffer_cfg.len",)),
+    Knob("OVERLONG_PENALTY_FACTOR", "float", ("reward.reward_kwargs.overlong_buffer_cfg.penalty_factor",)),
     Knob("GAMMA", "float", ("algorithm.gamma",)),
     Knob("LAM", "float", ("algorithm.lam",)),
     # --- critic (PPO)
@@ -175,6 +183,8 @@ SPECIAL_KNOBS: dict[str, str] = {
     "WANDB_RUN_NAME": "wandb run name (trainer.experiment_name; default EXPERIMENT_NAME)",
     "USE_TENSORBOARD": "add tensorboard to trainer.logger, written to <run>/tensorboard",
     "TRAINER_MODULE": "Python module run instead of verl's trainer (a recipe's main that takes the same Hydra config)",
+    "USE_REWARD_MODEL": "true: score with REWARD_MODEL_PATH through reward_model_config.yaml (PPO)",
+    "USE_API_REWARD": "true: score with an OpenAI-compatible judge through api_reward_config.yaml (PPO)",
     "CONFIG_NAME": "which YAML of the method folder to use (default: config)",
     "DRY_RUN": "1: print the command and the resolved config, run the checks, launch nothing",
 }

@@ -71,6 +71,7 @@ class Plan:
     nnodes: int
     gpu_note: str
     entry_module: str
+    model_notes: list[str] = field(default_factory=list)
     knob_sources: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -153,14 +154,63 @@ def _resolve_path(raw: str, method_dir: Path) -> str:
     return str(path)
 
 
+def _resolve_model_path(raw: str, cwd: str | None, method_dir: Path, notes: list[str]) -> str:
+    """A hub id stays as is; a local folder becomes absolute; a verl checkpoint (an SFT or RL run
+    folder, global_step_N or actor/) is merged to Hugging Face format once, cached beside it."""
+    candidates = [Path(os.path.expanduser(raw))]
+    if not candidates[0].is_absolute():
+        candidates = [Path(cwd or os.getcwd()) / raw, method_dir / raw]
+    local = next((c.resolve() for c in candidates if c.exists()), None)
+    if local is None:
+        if raw.startswith(("/", "./", "../", "~")):
+            raise ConfigError(f"MODEL_PATH={raw}: no such folder")
+        return raw  # a Hugging Face id, downloaded by verl on the GPU machine
+    if (local / "config.json").is_file():
+        return str(local)
+    from common.evaluation.checkpoint import CheckpointError, resolve_model
+
+    try:
+        resolved = resolve_model(str(local))
+    except CheckpointError as exc:
+        raise ConfigError(str(exc).replace("--model_path", "MODEL_PATH")) from None
+    how = "merged now" if resolved.merged_now else "merged earlier, reused"
+    notes.append(f"MODEL_PATH is a verl checkpoint: using its Hugging Face export {resolved.hf_path} ({how})")
+    return resolved.hf_path
+
+
 def _launch_id(now: _dt.datetime | None = None) -> str:
     return (now or _dt.datetime.now(_dt.timezone.utc)).strftime("%Y%m%d-%H%M%S")
+
+
+def _reward_source(env: dict[str, str], method_dir: Path) -> dict[str, str]:
+    """USE_REWARD_MODEL / USE_API_REWARD pick the method's variant YAML and its reward function."""
+    use_rm = parse_bool("USE_REWARD_MODEL", env.get("USE_REWARD_MODEL") or "false")
+    use_api = parse_bool("USE_API_REWARD", env.get("USE_API_REWARD") or "false")
+    if use_rm and use_api:
+        raise ConfigError("USE_REWARD_MODEL and USE_API_REWARD are both true: pick one reward source")
+    if use_rm:
+        if not (method_dir / "reward_model_config.yaml").is_file():
+            raise ConfigError(f"USE_REWARD_MODEL=true: {method_dir.name}/ has no reward_model_config.yaml (ppo/ has one)")
+        if not env.get("REWARD_MODEL_PATH"):
+            raise ConfigError("USE_REWARD_MODEL=true needs REWARD_MODEL_PATH (a reward model id or folder)")
+        env.setdefault("CONFIG_NAME", "reward_model_config")
+        # The model is the reward: verl calls a custom function instead whenever one is set.
+        env["REWARD_FUNC_PATH"] = ""
+    elif use_api:
+        if not (method_dir / "api_reward_config.yaml").is_file():
+            raise ConfigError(f"USE_API_REWARD=true: {method_dir.name}/ has no api_reward_config.yaml (ppo/ has one)")
+        env.setdefault("CONFIG_NAME", "api_reward_config")
+        env["REWARD_FUNC_PATH"] = str(method_dir / "api_reward.py")
+    else:
+        env.pop("REWARD_MODEL_PATH", None)
+    return env
 
 
 def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str], detect=detect_gpus) -> Plan:
     """Turn the config block (in env) into the overrides and paths of one launch."""
     method_dir = Path(method_dir).resolve()
     method = method_dir.name
+    env = _reward_source(dict(env), method_dir)
     config_name = env.get("CONFIG_NAME") or "config"
     trainer = _trainer_kind(method_dir, config_name)
     knobs: tuple[Knob, ...] = SFT_KNOBS if trainer == "sft" else RL_KNOBS
@@ -171,6 +221,10 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
     def add(path: str, value, knob_name: str) -> None:
         overrides.append(f"{path}={hydra_value(value)}")
         sources[path] = knob_name
+
+    notes: list[str] = []
+    if env.get("MODEL_PATH"):
+        env["MODEL_PATH"] = _resolve_model_path(env["MODEL_PATH"], env.get("LAUNCH_CWD"), method_dir, notes)
 
     for knob in knobs:
         raw = env.get(knob.name)
@@ -252,6 +306,7 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
         n_gpus_per_node=n_gpus,
         nnodes=nnodes,
         gpu_note=gpu_note,
+        model_notes=notes,
         entry_module=env.get("TRAINER_MODULE") or ("verl.trainer.sft_trainer" if trainer == "sft" else "verl.trainer.main_ppo"),
         knob_sources={path: f"{name} in {source}" for path, name in sources.items()},
     )
@@ -289,7 +344,7 @@ def _explain(plan: Plan, message: str) -> str:
 
 def check_config(plan: Plan, cfg) -> list[str]:
     """Run verl's own checks on cfg; return notes. Raises ConfigError naming the variables."""
-    notes: list[str] = []
+    notes: list[str] = list(plan.model_notes)
     try:
         if plan.trainer == "rl":
             notes += _check_rl(cfg)

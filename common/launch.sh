@@ -14,5 +14,7 @@ else
   PY=python3
 fi
 
+# Relative MODEL_PATH values are looked up from where the user ran train.sh.
+export LAUNCH_CWD=$PWD
 cd "$ROOT"
 exec "$PY" -m common.launch "$@"

@@ -58,6 +58,8 @@ REWARD_FUNC_NAME=${REWARD_FUNC_NAME:-compute_score}
 USE_LORA=${USE_LORA:-false}
 LORA_RANK=${LORA_RANK:-32}
 LORA_ALPHA=${LORA_ALPHA:-32}
+# all-linear, or a comma-free list such as [q_proj,k_proj,v_proj,o_proj]
+LORA_TARGET_MODULES=${LORA_TARGET_MODULES:-all-linear}
 
 # ---- schedule, logging, checkpoints
 TOTAL_EPOCHS=${TOTAL_EPOCHS:-2}

@@ -17,7 +17,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>", "<answer>", "</answer>"]
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+# Reasoning tags are ordinary added tokens, as in Qwen's tokenizers: decoding with
+# skip_special_tokens=True (what verl does) keeps them, so format rewards can see them.
+TAG_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -66,6 +69,7 @@ def build_tokenizer(vocab_size: int = 512):
         unk_token=None,
         additional_special_tokens=SPECIAL_TOKENS[1:],
     )
+    fast.add_tokens(TAG_TOKENS, special_tokens=False)
     fast.chat_template = CHATML_TEMPLATE
     return fast
 

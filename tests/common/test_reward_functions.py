@@ -401,12 +401,11 @@ def test_verl_naive_reward_manager_end_to_end(tiny_tokenizer):
     assert out["reward_score"] == 1.0
     assert list(out["reward_extra_info"]) == list(REWARD_KEYS)
     assert out["reward_extra_info"]["pred"] == "\\frac{1}{2}"
-    # verl decodes with skip_special_tokens=True. The tiny tokenizer marks <think>/<answer> as
-    # special tokens, so the tags never reach the reward function and format is 0.0 here
-    # (Qwen3's tokenizer keeps them: they are added tokens but not special).
+    # verl decodes with skip_special_tokens=True; the reasoning tags are ordinary added tokens
+    # (as in Qwen's tokenizers), so they reach the reward function and the format reward sees them.
     decoded = tiny_tokenizer.decode(response_ids, skip_special_tokens=True)
-    assert "<think>" not in decoded
-    assert out["reward_extra_info"]["format"] == format_reward(decoded) == 0.0
+    assert "<think>" in decoded
+    assert out["reward_extra_info"]["format"] == format_reward(decoded) == 1.0
 
 
 def test_self_check_runs_from_another_directory(tmp_path):

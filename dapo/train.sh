@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# DAPO on the bundled grade-school math set, one GPU by default.
+#   ./train.sh                                  # clip-higher, token-mean loss, dynamic sampling, overlong shaping
+#   ENTROPY_MODE=clip_cov ./train.sh            # with verl's covariance-based entropy control
+#   DRY_RUN=1 ./train.sh                        # print command + resolved config, run the checks
+set -euo pipefail
+set -a  # everything assigned below is exported to the shared launcher
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+# ================================ Quick config ================================
+# ---- model
+MODEL_PATH=${MODEL_PATH:-Qwen/Qwen2.5-0.5B-Instruct}
+
+# ---- data (paths relative to this folder; see data/README.md)
+TRAIN_DATA=${TRAIN_DATA:-data/train.parquet}
+VAL_DATA=${VAL_DATA:-data/val.parquet}
+
+# ---- lengths (tokens)
+MAX_PROMPT_LENGTH=${MAX_PROMPT_LENGTH:-512}
+MAX_RESPONSE_LENGTH=${MAX_RESPONSE_LENGTH:-1024}
+
+# ---- algorithm
+# Responses per prompt: 16 in the paper; 8 keeps one GPU busy but not swamped.
+ROLLOUT_N=${ROLLOUT_N:-8}
+# Clip-higher: ratios may rise to 1 + 0.28 but fall only to 1 - 0.2.
+CLIP_RATIO_LOW=${CLIP_RATIO_LOW:-0.2}
+CLIP_RATIO_HIGH=${CLIP_RATIO_HIGH:-0.28}
+# Replace groups whose responses all score the same (they carry no gradient).
+DYNAMIC_SAMPLING=${DYNAMIC_SAMPLING:-true}
+# Linear penalty over the last OVERLONG_BUFFER_LEN tokens before MAX_RESPONSE_LENGTH.
+OVERLONG_SHAPING=${OVERLONG_SHAPING:-true}
+# A quarter of the response length, the paper's 4,096 of 16,384.
+OVERLONG_BUFFER_LEN=${OVERLONG_BUFFER_LEN:-$(( MAX_RESPONSE_LENGTH / 4 ))}
+OVERLONG_PENALTY_FACTOR=${OVERLONG_PENALTY_FACTOR:-1.0}
+# vanilla: clip-higher only; clip_cov / kl_cov: verl's entropy-preserving losses (see README.md).
+ENTROPY_MODE=${ENTROPY_MODE:-vanilla}
+ACTOR_LR=${ACTOR_LR:-1e-6}
+
+# ---- batch sizes
+# 32 prompts x 8 responses = 256 sequences per step; 2,000 bundled rows / 32 = 62 steps per epoch.
+TRAIN_BATCH_SIZE=${TRAIN_BATCH_SIZE:-32}
+# Two policy updates per step: 32 / 16 = 2 mini-batches.
+PPO_MINI_BATCH_SIZE=${PPO_MINI_BATCH_SIZE:-$(( TRAIN_BATCH_SIZE / 2 ))}
+MICRO_BATCH_SIZE_PER_GPU=${MICRO_BATCH_SIZE_PER_GPU:-8}
+
+# ---- rollout
+ROLLOUT_ENGINE=${ROLLOUT_ENGINE:-vllm}
+ROLLOUT_TP=${ROLLOUT_TP:-1}
+GPU_MEM_UTIL=${GPU_MEM_UTIL:-0.5}
+
+# ---- hardware
+N_GPUS_PER_NODE=${N_GPUS_PER_NODE:-auto}
+NNODES=${NNODES:-1}
+
+# ---- reward (the dapo reward manager adds the overlong penalty to this function's score)
+REWARD_FUNC_PATH=${REWARD_FUNC_PATH:-../common/reward_functions.py}
+REWARD_FUNC_NAME=${REWARD_FUNC_NAME:-compute_score}
+
+# ---- LoRA
+USE_LORA=${USE_LORA:-false}
+LORA_RANK=${LORA_RANK:-32}
+LORA_ALPHA=${LORA_ALPHA:-32}
+# all-linear, or a comma-free list such as [q_proj,k_proj,v_proj,o_proj]
+LORA_TARGET_MODULES=${LORA_TARGET_MODULES:-all-linear}
+
+# ---- schedule, logging, checkpoints
+TOTAL_EPOCHS=${TOTAL_EPOCHS:-2}
+TEST_FREQ=${TEST_FREQ:-10}
+SAVE_FREQ=${SAVE_FREQ:-20}
+EXPERIMENT_NAME=${EXPERIMENT_NAME:-dapo-${MODEL_PATH##*/}}
+USE_WANDB=${USE_WANDB:-false}
+WANDB_PROJECT=${WANDB_PROJECT:-verl-posttrain}
+WANDB_ENTITY=${WANDB_ENTITY:-}
+WANDB_RUN_NAME=${WANDB_RUN_NAME:-$EXPERIMENT_NAME}
+USE_TENSORBOARD=${USE_TENSORBOARD:-false}
+
+set +a
+# ================================ Launch ================================
+exec "$HERE/../common/launch.sh" "$HERE" "$@"
