@@ -431,7 +431,14 @@ def make_rl_row_fn(
             "prompt": chat(prompt_text),
             "ability": ability,
             "reward_model": {"style": "rule", "ground_truth": truth},
-            "extra_info": {"split": split, "index": index, "id": None if rid is None else str(rid), **extra},
+            # The raw question too (as verl's gsm8k example does): judges and evaluators read it.
+            "extra_info": {
+                "split": split,
+                "index": index,
+                "id": None if rid is None else str(rid),
+                "question": prompt_text,
+                **extra,
+            },
         }
 
     def process_fn(rec: Any, index: int) -> dict:

@@ -29,7 +29,7 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class Knob:
     name: str
-    kind: str  # str | int | float | bool | path | list
+    kind: str  # str | int | float | bool | path | raw (a Hydra value such as [a,b], passed as written)
     paths: tuple[str, ...]
     help: str = ""
     choices: tuple[str, ...] = ()
@@ -127,7 +127,7 @@ RL_KNOBS: tuple[Knob, ...] = (
     Knob("REWARD_MODEL_PATH", "str", ("reward.reward_model.model_path",)),
     # --- LoRA (USE_LORA is special: LORA_RANK only applies when it is true)
     Knob("LORA_ALPHA", "int", (f"{_MODEL}.lora_alpha",)),
-    Knob("LORA_TARGET_MODULES", "str", (f"{_MODEL}.target_modules",)),
+    Knob("LORA_TARGET_MODULES", "raw", (f"{_MODEL}.target_modules",), "all-linear or [q_proj,v_proj,...]"),
     # --- schedule, checkpoints, logging
     Knob("TOTAL_EPOCHS", "int", ("trainer.total_epochs",)),
     Knob("TOTAL_STEPS", "int", ("trainer.total_training_steps",), "overrides epochs when set"),
@@ -159,7 +159,7 @@ SFT_KNOBS: tuple[Knob, ...] = (
     Knob("PARAM_OFFLOAD", "bool", ("engine.param_offload",)),
     Knob("OPTIMIZER_OFFLOAD", "bool", ("engine.optimizer_offload",)),
     Knob("LORA_ALPHA", "int", ("model.lora_alpha",)),
-    Knob("LORA_TARGET_MODULES", "str", ("model.target_modules",)),
+    Knob("LORA_TARGET_MODULES", "raw", ("model.target_modules",), "all-linear or [q_proj,v_proj,...]"),
     Knob("NNODES", "int", ("trainer.nnodes",)),
     Knob("TOTAL_EPOCHS", "int", ("trainer.total_epochs",)),
     Knob("TOTAL_STEPS", "int", ("trainer.total_training_steps",)),
@@ -187,6 +187,15 @@ SPECIAL_KNOBS: dict[str, str] = {
     "USE_API_REWARD": "true: score with an OpenAI-compatible judge through api_reward_config.yaml (PPO)",
     "CONFIG_NAME": "which YAML of the method folder to use (default: config)",
     "DRY_RUN": "1: print the command and the resolved config, run the checks, launch nothing",
+    "FORCE": "1: launch even though a preflight check failed (printed as a warning)",
+    "GPU_MEMORY_GB": "GPU memory assumed by the memory estimate when no GPU is visible (default 80)",
+    "STOP_ON_NAN": "true: stop the run at once when a loss or grad norm is NaN/inf (default false; always alerted)",
+    "KL_STOP_THRESHOLD": "stop (after the next checkpoint) when KL stays above this; 0 = off (default)",
+    "KL_STOP_STEPS": "consecutive logged steps above KL_STOP_THRESHOLD before stopping (default 5)",
+    "EXPORT_AFTER_TRAIN": "merge the last checkpoint to Hugging Face format when training ends (default true)",
+    "EVAL_AFTER_TRAIN": "1: then run ./test.sh --batch on the validation file into an .xlsx beside the checkpoints",
+    "CALLBACKS_FILE": "a .py defining on_step(step, metrics, ctx), on_checkpoint(step, path, ctx), on_end(exit_code, ctx)",
+    "ALERTS_CONFIG": "YAML whose alerts: section overrides monitor.alerts thresholds (default monitor/config.yaml)",
 }
 
 _TRUE = {"1", "true", "yes", "on"}

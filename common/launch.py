@@ -30,6 +30,7 @@ Offers:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -73,6 +74,8 @@ class Plan:
     entry_module: str
     model_notes: list[str] = field(default_factory=list)
     knob_sources: dict[str, str] = field(default_factory=dict)
+    # Filled by check_config: common/preflight.py's results (printed as the report table).
+    preflight: list = field(default_factory=list)
 
     @property
     def command(self) -> list[str]:
@@ -218,8 +221,8 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
     overrides: list[str] = [VERL_SEARCHPATH]
     sources: dict[str, str] = {}
 
-    def add(path: str, value, knob_name: str) -> None:
-        overrides.append(f"{path}={hydra_value(value)}")
+    def add(path: str, value, knob_name: str, raw: bool = False) -> None:
+        overrides.append(f"{path}={value if raw else hydra_value(value)}")
         sources[path] = knob_name
 
     notes: list[str] = []
@@ -234,7 +237,7 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
         if knob.kind == "path":
             value = _resolve_path(value, method_dir)
         for path in knob.paths:
-            add(path, value, knob.name)
+            add(path, value, knob.name, raw=knob.kind == "raw")
 
     # GPUs: an empty or "auto" N_GPUS_PER_NODE counts the local GPUs.
     raw_gpus = (env.get("N_GPUS_PER_NODE") or "auto").strip()
@@ -267,6 +270,10 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
     run_dir = (output_dir if output_dir.is_absolute() else REPO_ROOT / output_dir).resolve() / experiment
     add("trainer.experiment_name", env.get("WANDB_RUN_NAME") or experiment, "WANDB_RUN_NAME")
     add("trainer.default_local_dir", str(run_dir / "checkpoints"), "OUTPUT_DIR")
+    launch_id = _launch_id()
+    # verl's entry points are Hydra apps: keep Hydra's own record of each launch in the run folder
+    # rather than in a dated folder under the working directory.
+    add("hydra.run.dir", str(run_dir / "hydra" / launch_id), "OUTPUT_DIR")
     if trainer == "rl":
         add("trainer.rollout_data_dir", str(run_dir / "rollout"), "OUTPUT_DIR")
         add("trainer.validation_data_dir", str(run_dir / "validation"), "OUTPUT_DIR")
@@ -287,7 +294,6 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
         run_env["TENSORBOARD_DIR"] = str(run_dir / "tensorboard")
     add("trainer.logger", loggers, "USE_WANDB")
 
-    launch_id = _launch_id()
     metrics = run_dir / "metrics" / f"{launch_id}.jsonl"
     run_env["VERL_FILE_LOGGER_PATH"] = str(metrics)
     # Both trainers import the project's reward code and verl from this tree.
@@ -359,11 +365,10 @@ def check_config(plan: Plan, cfg) -> list[str]:
     from common import preflight
 
     results = preflight.run_checks(plan, cfg)
-    failed = [r for r in results if r.failed]
-    if failed:
-        lines = [f"{r.detail}\n  change: {', '.join(r.knobs)} in {plan.method}/train.sh" for r in failed]
-        raise ConfigError("\n".join(lines))
-    notes += [f"{r.check}: {r.detail}" for r in results]
+    plan.preflight = results
+    # FORCE=1 launches anyway; main() prints the failures as a warning, never silently.
+    if any(r.failed for r in results) and not parse_bool("FORCE", os.environ.get("FORCE") or "0"):
+        raise ConfigError(preflight.failure_message(results, plan.method))
     return notes
 
 
@@ -527,6 +532,24 @@ def _update_run_json(plan: Plan, cfg, **launch_fields) -> None:
     _atomic_write(path, json.dumps(meta, indent=2) + "\n")
 
 
+def _interrupt(child) -> None:
+    """Stop verl as Ctrl-C would (SIGINT: Ray shuts its workers down), then SIGTERM after 60 s."""
+    import signal
+    import threading
+
+    if child is None or child.poll() is not None:
+        return
+    child.send_signal(signal.SIGINT)
+
+    def escalate():
+        try:
+            child.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            child.terminate()
+
+    threading.Thread(target=escalate, daemon=True).start()
+
+
 def run(plan: Plan, cfg) -> int:
     """Run verl with the plan, tee its output into train.log; return its exit code."""
     for sub in ("metrics", "checkpoints"):
@@ -541,17 +564,33 @@ def run(plan: Plan, cfg) -> int:
         log.write(header.encode())
         sys.stdout.write(header)
         sys.stdout.flush()
+        # Training callbacks (common/callbacks.py): alerts, NaN/KL stops, export and evaluation at the end.
+        from common import callbacks
+
+        def say(message: str) -> None:
+            line = (message + "\n").encode()
+            sys.stdout.buffer.write(line)
+            sys.stdout.buffer.flush()
+            log.write(line)
+
+        holder: dict = {}
+        cb_ctx = callbacks.context_for(plan, cfg, dict(os.environ), out=say)
+        watcher = callbacks.Watcher(cb_ctx, terminate=lambda: _interrupt(holder.get("child")))
         try:
             child = subprocess.Popen(plan.command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         except FileNotFoundError as exc:
             raise ConfigError(f"cannot start {plan.command[0]}: {exc}; run ./setup_env.sh first") from None
         assert child.stdout is not None
+        holder["child"] = child
+        watcher.start()
         try:
             for chunk in iter(lambda: child.stdout.read1(65536), b""):
                 sys.stdout.buffer.write(chunk)
                 sys.stdout.buffer.flush()
                 log.write(chunk)
             code = child.wait()
+            watcher.stop()
+            callbacks.on_end(code, cb_ctx, watcher)
         except KeyboardInterrupt:
             # Ctrl-C reached verl too (same process group); give it time to stop its Ray workers.
             try:
@@ -575,16 +614,40 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         return 0 if argv else 2
     method_dir, extra_args = argv[0], argv[1:]
+    # --json: the preflight report as one JSON document on stdout, nothing launched; not a Hydra argument.
+    as_json = "--json" in extra_args
+    extra_args = [arg for arg in extra_args if arg != "--json"]
     env = dict(os.environ)
-    dry_run = parse_bool("DRY_RUN", env.get("DRY_RUN") or "0")
+    dry_run = parse_bool("DRY_RUN", env.get("DRY_RUN") or "0") or as_json
+    force = parse_bool("FORCE", env.get("FORCE") or "0")
+    from common import preflight, ray_submit
+
+    plan = None
     try:
-        plan = make_plan(method_dir, env, extra_args)
-        cfg = compose_config(plan)
-        notes = check_config(plan, cfg)
+        # In JSON mode anything verl or Hydra prints goes to stderr: stdout carries the document only.
+        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+            plan = make_plan(method_dir, env, extra_args, detect=ray_submit.gpu_detector(env))
+            cfg = compose_config(plan)
+            notes = check_config(plan, cfg)
     except ConfigError as exc:
+        if as_json:
+            results = plan.preflight if plan is not None else []
+            print(preflight.to_json(results, plan, error=redact(str(exc))))
         print(f"[{Path(method_dir).resolve().name}] config error: {redact(str(exc))}", file=sys.stderr)
         return 2
+    if as_json:
+        print(preflight.to_json(plan.preflight, plan, force=force, notes=[redact(n) for n in notes]))
+        return 0
+    report = preflight.format_table(plan.preflight) + "\n" + preflight.verdict(plan.preflight, force)
+    if force and any(r.failed for r in plan.preflight):
+        print(f"[{plan.method}] WARNING: FORCE=1 overrides failed checks:\n{preflight.failure_message(plan.preflight, plan.method)}",
+              file=sys.stderr)
+    if ray_submit.wants_cluster(env):
+        # NNODES > 1 or RAY_ADDRESS: submit to the Ray cluster instead of running here.
+        return ray_submit.submit(plan, cfg, notes, env, dry_run, report=redact(report))
     if dry_run:
+        print("# ---- preflight ----")
+        print(redact(report))
         print("# ---- resolved config (verl's own composition) ----")
         print(redact(resolved_yaml(cfg)))
         print("# ---- command ----")
@@ -605,6 +668,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for note in notes:
         print(f"[{plan.method}] note: {note}")
+    print(redact(report))
     try:
         return run(plan, cfg)
     except ConfigError as exc:

@@ -288,7 +288,7 @@ Schema (verl's RL parquet, read by `verl.utils.dataset.rl_dataset.RLHFDataset`):
   `Let's think step by step and output the final answer after "####".`
 - `ability` (str): `math`
 - `reward_model` ({{style, ground_truth}}): `rule`, the integer answer as a string, e.g. `"72"`
-- `extra_info` ({{split, index, id}})
+- `extra_info` ({{split, index, id, question}})
 
 grpo/, ppo/, dapo/ and gspo/ hold the same files, so the methods are compared on the same data.
 Use your own data with `python -m common.data_utils rl IN.jsonl OUT.parquet` (see `--help`).

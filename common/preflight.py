@@ -22,6 +22,7 @@ run here (model not on disk, no GPU) says "skipped" and why: unchecked is never 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import os
@@ -631,7 +632,8 @@ def reward_checks(plan, cfg, ctx) -> list[Result]:
     except AttributeError:
         return [_fail("reward", f"{path} defines no function {name!r}", "REWARD_FUNC_NAME")]
     except BaseException as exc:  # SyntaxError, ImportError, SystemExit at import ...
-        return [_fail("reward", f"importing {path} failed: {type(exc).__name__}: {exc}", "REWARD_FUNC_PATH")]
+        cause = exc.__cause__ or exc.__context__ or exc  # verl wraps the real error in a RuntimeError
+        return [_fail("reward", f"importing {path} failed: {type(cause).__name__}: {cause}", "REWARD_FUNC_PATH")]
     import_s = time.perf_counter() - started
     try:
         params = inspect.signature(raw).parameters
@@ -720,7 +722,7 @@ def _set_leaves(node, prefix: str):
         for key in node.keys():
             if OmegaConf.is_missing(node, key):
                 continue
-            yield from _set_leaves(node._get_node(key)._value() if False else node[key], f"{prefix}.{key}")
+            yield from _set_leaves(node[key], f"{prefix}.{key}")
     elif isinstance(node, ListConfig):
         if len(node):
             yield prefix, node
@@ -882,6 +884,7 @@ def ray_checks(plan, cfg, ctx) -> list[Result]:
 # running everything
 
 
+@functools.lru_cache(maxsize=4)
 def _load_tokenizer(path: str):
     from common.memory import local_config_json
 
@@ -959,7 +962,8 @@ def failure_message(results: list[Result], method: str) -> str:
 def to_json(results: list[Result], plan=None, force: bool = False, **extra) -> str:
     doc = {
         "method": getattr(plan, "method", None),
-        "verdict": "fail" if any(r.failed for r in results) and not force else ("forced" if any(r.failed for r in results) else "pass"),
+        "verdict": "fail" if extra.get("error") or (any(r.failed for r in results) and not force)
+        else ("forced" if any(r.failed for r in results) else "pass"),
         "summary": verdict(results, force),
         "checks": [asdict(r) for r in results],
         **extra,

@@ -1,0 +1,361 @@
+"""Training callbacks: the launcher watches verl's metrics stream and checkpoints while it trains.
+
+    ./grpo/train.sh                      # every launch runs the watcher; knobs below in the config block
+    STOP_ON_NAN=true KL_STOP_THRESHOLD=0.5 KL_STOP_STEPS=5 EVAL_AFTER_TRAIN=1 ./grpo/train.sh
+
+Offers:
+- Settings.from_env(env): the knobs (defaults in brackets)
+    STOP_ON_NAN [false]          stop the run when a loss or grad norm is NaN/inf (always alerted)
+    KL_STOP_THRESHOLD [0 = off]  stop when the KL to the reference stays above this ...
+    KL_STOP_STEPS [5]            ... for this many consecutive logged steps
+    EXPORT_AFTER_TRAIN [true]    merge the last checkpoint to Hugging Face format at the end
+    EVAL_AFTER_TRAIN [false]     then run ./test.sh --batch on the validation file into an .xlsx
+    CALLBACKS_FILE [unset]       a .py defining any of on_step(step, metrics, ctx),
+                                 on_checkpoint(step, path, ctx), on_end(exit_code, ctx)
+    ALERTS_CONFIG [monitor/config.yaml]  thresholds for monitor.alerts (its `alerts:` section)
+- Context: what hooks get (run_dir, checkpoints_dir, metrics_file, val_file, settings, log(), request_stop()).
+- Watcher(ctx, terminate): a thread that tails ctx.metrics_file (verl's file logger, one JSON line per
+  step), notices new checkpoints (latest_checkpointed_iteration.txt), and calls the hooks; `poll()`
+  does one pass (tests call it directly), `start()`/`stop()` run it in the background.
+- builtin hooks: alerts (monitor.alerts.check_alerts, printed into the console log), NaN and KL stops.
+- on_end(exit_code, ctx): export + evaluation + the user's on_end.
+
+How a stop works (verl 0.9.1 has no stop signal): verl's V1 trainer (trainer/ppo/v1/trainer_base.py)
+saves at `global_steps % save_freq == 0` and has no signal handler or ESI check (the ESI expiration
+check, MLP_CURRENT_CAPACITY_BLOCK_EXPIRATION_TIMESTAMP, lives only in the legacy ray_trainer and is
+read from the trainer's own environment, which a running process cannot be given). So a KL stop waits
+for the next checkpoint verl writes (the tracker file moves to a step >= the step that triggered)
+and then interrupts verl (SIGINT, then SIGTERM after 60 s): nothing trained is lost, and a relaunch
+resumes from that checkpoint. A NaN stop interrupts at once: a checkpoint written after a NaN
+update holds NaN weights, so the one to resume from is the last one before it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from common.knobs import parse_bool
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TRACKER = "latest_checkpointed_iteration.txt"
+# KL keys verl logs, in the order they are preferred (kl loss term, in-reward penalty).
+KL_KEYS = ("actor/kl_loss", "actor/reward_kl_penalty")
+# Seconds between two polls: a step takes 30 s to minutes, so 5 s notices it promptly at no cost.
+POLL_SECONDS = 5.0
+
+
+@dataclass
+class Settings:
+    stop_on_nan: bool = False
+    kl_stop_threshold: float = 0.0
+    kl_stop_steps: int = 5
+    export_after_train: bool = True
+    eval_after_train: bool = False
+    callbacks_file: str | None = None
+    alerts_config: str | None = None
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> Settings:
+        def num(name, default, kind):
+            raw = (env.get(name) or "").strip()
+            try:
+                return kind(raw) if raw else default
+            except ValueError:
+                from common.knobs import ConfigError
+
+                raise ConfigError(f"{name}={raw!r} is not {'an integer' if kind is int else 'a number'}") from None
+
+        return cls(
+            stop_on_nan=parse_bool("STOP_ON_NAN", env.get("STOP_ON_NAN") or "false"),
+            kl_stop_threshold=num("KL_STOP_THRESHOLD", 0.0, float),
+            kl_stop_steps=num("KL_STOP_STEPS", 5, int),
+            export_after_train=parse_bool("EXPORT_AFTER_TRAIN", env.get("EXPORT_AFTER_TRAIN") or "true"),
+            eval_after_train=parse_bool("EVAL_AFTER_TRAIN", env.get("EVAL_AFTER_TRAIN") or "false"),
+            callbacks_file=env.get("CALLBACKS_FILE") or None,
+            alerts_config=env.get("ALERTS_CONFIG") or None,
+        )
+
+
+@dataclass
+class Context:
+    run_dir: Path
+    checkpoints_dir: Path
+    metrics_file: Path
+    settings: Settings
+    val_file: str | None = None
+    save_freq: int = -1
+    out: Callable[[str], None] = print
+    rows: list[dict] = field(default_factory=list)  # every metrics record so far ({"step", "data"})
+    stop_reason: str | None = None
+    stop_at_step: int | None = None  # stop once a checkpoint at or after this step exists
+    stopped: bool = False
+    last_checkpoint: int | None = None
+    user: dict = field(default_factory=dict)  # free space for the user's hooks
+
+    def log(self, message: str) -> None:
+        self.out(f"[callbacks] {message}")
+
+    def request_stop(self, reason: str, step: int, wait_for_checkpoint: bool = True) -> None:
+        """Ask the watcher to stop the run (after the next checkpoint unless wait_for_checkpoint=False)."""
+        if self.stop_reason is not None:
+            return
+        self.stop_reason = reason
+        self.stop_at_step = step if wait_for_checkpoint and self.save_freq > 0 else None
+        when = (f"after the next checkpoint (SAVE_FREQ={self.save_freq})" if self.stop_at_step is not None
+                else "now")
+        self.log(f"stop requested at step {step}: {reason}; stopping {when}")
+
+
+def load_user_hooks(path: str | None) -> dict[str, Callable]:
+    """on_step / on_checkpoint / on_end from a user's .py file; errors name the file."""
+    if not path:
+        return {}
+    file = Path(path).expanduser()
+    if not file.is_file():
+        from common.knobs import ConfigError
+
+        raise ConfigError(f"CALLBACKS_FILE={path}: no such file")
+    spec = importlib.util.spec_from_file_location(f"user_callbacks_{file.stem}", file)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        from common.knobs import ConfigError
+
+        raise ConfigError(f"CALLBACKS_FILE={path}: importing it failed: {type(exc).__name__}: {exc}") from None
+    hooks = {name: getattr(module, name) for name in ("on_step", "on_checkpoint", "on_end") if callable(getattr(module, name, None))}
+    if not hooks:
+        from common.knobs import ConfigError
+
+        raise ConfigError(f"CALLBACKS_FILE={path} defines none of on_step, on_checkpoint, on_end")
+    return hooks
+
+
+def _alert_thresholds(settings: Settings) -> dict:
+    path = Path(settings.alerts_config) if settings.alerts_config else REPO_ROOT / "monitor" / "config.yaml"
+    try:
+        import yaml
+
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, ValueError):
+        return {}
+    section = data.get("alerts") or data.get("thresholds") or {}
+    return section if isinstance(section, dict) else {}
+
+
+def _finite(value) -> bool:
+    """verl's file logger writes with orjson, which turns NaN and inf into null: null is not finite."""
+    if value is None:
+        return False
+    return not isinstance(value, (int, float)) or math.isfinite(value)
+
+
+class Watcher:
+    """Tails the metrics JSONL and the checkpoint tracker; calls the built-in and user hooks."""
+
+    def __init__(self, ctx: Context, terminate: Callable[[], None] | None = None):
+        self.ctx = ctx
+        self.terminate = terminate or (lambda: None)
+        self.user = load_user_hooks(ctx.settings.callbacks_file)
+        self.thresholds = _alert_thresholds(ctx.settings)
+        self._offset = 0
+        self._partial = b""
+        self._seen_alerts: set = set()
+        self._kl_run = 0
+        self._thread: threading.Thread | None = None
+        self._halt = threading.Event()
+
+    # -- the stream
+    def _new_records(self) -> list[dict]:
+        try:
+            with open(self.ctx.metrics_file, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size < self._offset:  # verl opened the file with "wb" again: start over
+                    self._offset, self._partial = 0, b""
+                f.seek(self._offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(chunk)
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()  # an incomplete last line waits for the next poll
+        records = []
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and "step" in rec:
+                records.append(rec)
+        return records
+
+    def poll(self) -> None:
+        """One pass: new metric records, then a new checkpoint, then a pending stop."""
+        for rec in self._new_records():
+            self.ctx.rows.append(rec)
+            self._on_step(int(rec["step"]), rec.get("data") or {})
+        self._check_checkpoint()
+        self._maybe_stop()
+
+    def _call_user(self, name: str, *args) -> None:
+        fn = self.user.get(name)
+        if fn is None:
+            return
+        try:
+            fn(*args, self.ctx)
+        except Exception as exc:  # a broken user hook is reported, never kills the run
+            self.ctx.log(f"{self.ctx.settings.callbacks_file}: {name} raised {type(exc).__name__}: {exc}")
+
+    def _on_step(self, step: int, metrics: dict) -> None:
+        self._alerts()
+        bad = sorted(k for k, v in metrics.items() if ("loss" in k or "grad_norm" in k) and not _finite(v))
+        if bad:
+            self.ctx.log(f"step {step}: non-finite {', '.join(bad)}")
+            if self.ctx.settings.stop_on_nan:
+                self.ctx.request_stop(f"NaN/inf in {', '.join(bad)} (STOP_ON_NAN=true)", step, wait_for_checkpoint=False)
+        threshold = self.ctx.settings.kl_stop_threshold
+        kl = next((metrics[k] for k in KL_KEYS if k in metrics), None)
+        if threshold > 0 and isinstance(kl, (int, float)):
+            self._kl_run = self._kl_run + 1 if kl > threshold else 0
+            if self._kl_run >= self.ctx.settings.kl_stop_steps:
+                self.ctx.request_stop(
+                    f"KL {kl:.4g} above KL_STOP_THRESHOLD={threshold:g} for {self._kl_run} steps (KL_STOP_STEPS)", step
+                )
+        self._call_user("on_step", step, metrics)
+
+    def _alerts(self) -> None:
+        try:
+            from monitor.alerts import check_alerts
+        except ImportError:
+            return
+        try:
+            alerts = check_alerts(self.ctx.rows, self.thresholds)
+        except Exception as exc:  # the dashboard's rules must not stop training
+            self.ctx.log(f"alert rules failed: {type(exc).__name__}: {exc}")
+            return
+        for alert in alerts:
+            key = (alert.name, getattr(alert, "metric", ""), alert.step)
+            if key in self._seen_alerts:
+                continue
+            self._seen_alerts.add(key)
+            self.ctx.log(f"ALERT {alert.severity} step {alert.step}: {alert.message} -> {alert.advice}")
+
+    def _check_checkpoint(self) -> None:
+        tracker = self.ctx.checkpoints_dir / TRACKER
+        try:
+            text = tracker.read_text().strip()
+        except OSError:
+            return
+        if not text.isdigit() or int(text) == self.ctx.last_checkpoint:
+            return
+        step = int(text)
+        path = self.ctx.checkpoints_dir / f"global_step_{step}"
+        if not path.is_dir():
+            return
+        self.ctx.last_checkpoint = step
+        self.ctx.log(f"checkpoint saved: {path}")
+        self._call_user("on_checkpoint", step, path)
+
+    def _maybe_stop(self) -> None:
+        ctx = self.ctx
+        if ctx.stop_reason is None or ctx.stopped:
+            return
+        if ctx.stop_at_step is not None and (ctx.last_checkpoint is None or ctx.last_checkpoint < ctx.stop_at_step):
+            return
+        ctx.stopped = True
+        where = f"; resume from {ctx.checkpoints_dir / f'global_step_{ctx.last_checkpoint}'}" if ctx.last_checkpoint else ""
+        ctx.log(f"stopping the run: {ctx.stop_reason}{where}")
+        self.terminate()
+
+    # -- background thread
+    def start(self) -> None:
+        def loop():
+            while not self._halt.wait(POLL_SECONDS):
+                try:
+                    self.poll()
+                except Exception as exc:
+                    self.ctx.log(f"watcher error: {type(exc).__name__}: {exc}")
+
+        self._thread = threading.Thread(target=loop, name="callbacks-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self.poll()  # the last lines verl wrote before it exited
+
+
+def export_and_evaluate(ctx: Context, python: str = sys.executable) -> dict:
+    """Merge the last checkpoint to Hugging Face format; with EVAL_AFTER_TRAIN, evaluate it on the val file."""
+    from common.evaluation.checkpoint import CheckpointError, resolve_model
+
+    out: dict = {}
+    if not ctx.settings.export_after_train and not ctx.settings.eval_after_train:
+        return out
+    if not (ctx.checkpoints_dir / TRACKER).is_file():
+        ctx.log(f"no checkpoint in {ctx.checkpoints_dir} to export (SAVE_FREQ > 0 saves one)")
+        return out
+    try:
+        resolved = resolve_model(str(ctx.checkpoints_dir))
+    except CheckpointError as exc:
+        ctx.log(f"export failed: {exc}")
+        return out
+    out["hf_path"] = resolved.hf_path
+    ctx.log(f"exported to Hugging Face format: {resolved.hf_path}")
+    if ctx.settings.eval_after_train:
+        if not ctx.val_file or not Path(ctx.val_file).is_file():
+            ctx.log(f"EVAL_AFTER_TRAIN: validation file {ctx.val_file} not found; skipped")
+            return out
+        step = ctx.last_checkpoint or int((ctx.checkpoints_dir / TRACKER).read_text().strip())
+        report = ctx.checkpoints_dir / f"eval_global_step_{step}.xlsx"
+        cmd = [str(REPO_ROOT / "test.sh"), "--batch", "--model_path", resolved.hf_path, "--input_file", ctx.val_file,
+               "--output_file", str(report), "--temperature", "0", "-q"]
+        ctx.log("evaluating: " + " ".join(cmd))
+        env = {**os.environ, "PYTHON": python}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        if proc.returncode != 0:
+            ctx.log(f"evaluation failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+        else:
+            out["report"] = str(report)
+            ctx.log(f"evaluation report: {report}")
+    return out
+
+
+def on_end(exit_code: int, ctx: Context, watcher: Watcher | None = None) -> dict:
+    """After verl exits: export/evaluate when the run finished or was stopped by a callback, then the user's on_end."""
+    result: dict = {}
+    if exit_code == 0 or ctx.stopped:
+        result = export_and_evaluate(ctx)
+    else:
+        ctx.log(f"verl exited with {exit_code}: no export")
+    if watcher is not None:
+        watcher._call_user("on_end", exit_code)
+    return result
+
+
+def context_for(plan, cfg, env: dict[str, str], out: Callable[[str], None] = print) -> Context:
+    """The Context of one launch, from the launcher's plan and resolved config."""
+    val = cfg.data.get("val_files")
+    val = val if isinstance(val, str) or val is None else (list(val)[0] if len(val) else None)
+    return Context(
+        run_dir=plan.run_dir,
+        checkpoints_dir=Path(str(cfg.trainer.default_local_dir)),
+        metrics_file=plan.metrics_file,
+        settings=Settings.from_env(env),
+        val_file=str(val) if val else None,
+        save_freq=int(cfg.trainer.get("save_freq", -1) or -1),
+        out=out,
+    )

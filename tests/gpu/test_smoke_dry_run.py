@@ -1,0 +1,62 @@
+"""tests/gpu/smoke.sh on a CPU: shell hygiene and its --dry-run mode (every config verl would run).
+
+    .venv/bin/python -m pytest tests/gpu/test_smoke_dry_run.py -q
+
+The GPU part of smoke.sh (training, merging, scoring) needs NVIDIA GPUs and is not run here.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.launch_helpers import REPO_ROOT
+
+SMOKE = REPO_ROOT / "tests" / "gpu" / "smoke.sh"
+SHELLCHECK = Path(sys.executable).with_name("shellcheck")
+
+
+@pytest.mark.parametrize("script", ["tests/gpu/smoke.sh", "common/ray_cluster.sh"])
+def test_scripts_parse_and_are_shellcheck_clean(script):
+    assert subprocess.run(["bash", "-n", str(REPO_ROOT / script)]).returncode == 0
+    result = subprocess.run([str(SHELLCHECK), str(REPO_ROOT / script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_no_gpu_says_how_to_dry_run(tmp_path):
+    env = {**os.environ, "SMOKE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}  # no nvidia-smi on PATH
+    env.pop("N_GPUS_PER_NODE", None)
+    result = subprocess.run([str(SMOKE), "grpo"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "--dry-run" in result.stderr
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_dry_run_accepts_every_smoke_config(tmp_path):
+    methods = [m for m in ("grpo", "sft") if (REPO_ROOT / m / "train.sh").exists()]
+    assert methods == ["grpo", "sft"], "grpo/train.sh and sft/train.sh are part of the project"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "WANDB_", "RAY_"))}
+    env["SMOKE_DIR"] = str(tmp_path)
+    result = subprocess.run([str(SMOKE), "--dry-run", *methods], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for method in methods:
+        assert f"{method:5} PASS  dry run" in result.stdout
+    # The dry runs used the smoke settings and the model the script built.
+    grpo_log = (tmp_path / "grpo.console.log").read_text()
+    assert "total_training_steps: 2" in grpo_log and "save_freq: 2" in grpo_log
+    assert f"path: {tmp_path / 'tiny_model'}" in grpo_log
+    assert (tmp_path / "tiny_model" / "config.json").is_file()
+    assert not (tmp_path / "smoke-grpo").exists()  # a dry run trains nothing
+
+
+def test_dry_run_reports_a_config_verl_rejects(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "WANDB_", "RAY_"))}
+    # tgi is not a rollout engine verl knows: the dry run must fail and say FAIL.
+    env.update(SMOKE_DIR=str(tmp_path), ROLLOUT_ENGINE="tgi")
+    result = subprocess.run([str(SMOKE), "--dry-run", "grpo"], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "grpo  FAIL  dry run" in result.stdout and "smoke: FAILED" in result.stderr
