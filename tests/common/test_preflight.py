@@ -189,7 +189,7 @@ def test_gpu_count_and_engine_on_a_real_launch(grpo_env):
     results = preflight.run_checks(plan, cfg, env=grpo_env, dry_run=False, gpus_found=2)
     gpus = [r for r in results if r.check == "GPUs"][0]
     assert gpus.failed and "shows 2" in gpus.detail
-    # Not a dry run: a missing rollout engine is a failure, not a warning.
+    # Not a dry run, GPUs present: a missing rollout engine is a failure, not a warning.
     assert any(r.failed and r.check == "versions" and "vllm" in r.detail for r in results)
 
 
