@@ -283,7 +283,8 @@ steps, an integer answer) so the default `{method}` run needs no download.
 {extra}
 Schema (verl's RL parquet, read by `verl.utils.dataset.rl_dataset.RLHFDataset`):
 
-- `data_source` (str): `openai/gsm8k`, so verl's gsm8k scorer compares the number after `####`
+- `data_source` (str): `openai/gsm8k`: common/reward_functions.py (the default reward) and verl's
+  own gsm8k scorer both compare the number after `####`
 - `prompt` (list of {{role, content}}): one user turn, the question followed by
   `Let's think step by step and output the final answer after "####".`
 - `ability` (str): `math`

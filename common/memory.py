@@ -251,6 +251,10 @@ def estimate_rl(cfg, shape: ModelShape, gpu_gb: float) -> Estimate:
     parts["activations"] = _activations(shape, tokens, checkpointing)
     util = float(rollout.gpu_memory_utilization)
     parts["rollout engine"] = util * gpu_gib
+    rm = cfg.get("reward", {}).get("reward_model", {}) or {}
+    if rm.get("enable") and not rm.get("enable_resource_pool"):
+        # A colocated reward model keeps its own engine (its gpu_memory_utilization share) on the same GPUs.
+        parts["reward model"] = float(rm.get("rollout", {}).get("gpu_memory_utilization", 0.5)) * gpu_gib
     parts["overhead"] = OVERHEAD_GIB
     resident = sum(v for k, v in parts.items() if k not in {"activations", "rollout engine"})
     # verl puts the engine to sleep (free_cache_engine) while training: its KV cache is released.

@@ -511,6 +511,10 @@ def data_source_checks(plan, cfg, ctx) -> list[Result]:
         for value in pc.unique(col).to_pylist():
             sources.setdefault(value, {"file": f})
     custom = (cfg.reward.get("custom_reward_function") or {}).get("path")
+    if not custom and (cfg.reward.get("reward_model") or {}).get("enable"):
+        model = cfg.reward.reward_model.get("model_path")
+        return [_ok("reward", f"the reward model {model} scores every data_source ({sorted(sources)}); "
+                    "its weights are not loaded here")]
     if not custom:
         from verl.utils.reward_score import default_compute_score
 
@@ -647,6 +651,11 @@ def reward_checks(plan, cfg, ctx) -> list[Result]:
                       "(data_source, solution_str, ground_truth, extra_info=None, **kwargs)", "REWARD_FUNC_NAME")]
     kwargs = dict(rcfg.get("reward_kwargs") or {})
     is_async = inspect.iscoroutinefunction(raw)
+    judge = kwargs.get("base_url")
+    if judge and not _reachable_url(str(judge)):
+        # An API judge (ppo/api_reward.py) may well run only on the training cluster: say so, don't fail.
+        return [_warn("reward", f"{name} imports and takes verl's arguments, but its judge at base_url={judge} does not "
+                      "answer from here, so it was not called; start the judge or set JUDGE_BASE_URL", "REWARD_FUNC_PATH")]
 
     def call(ds, sol, gt, extra):
         if is_async:
@@ -831,7 +840,7 @@ def version_checks(plan, cfg, ctx) -> list[Result]:
         found.append(f"{engine} {have}")
         if have is None:
             msg = f"ROLLOUT_ENGINE={engine} but {engine} is not installed"
-            if dry or gpus == 0:
+            if dry or gpus == 0 or _cluster(ctx):
                 results.append(_warn("versions", msg + " (expected on a CPU-only machine; needed to train)", "ROLLOUT_ENGINE"))
             else:
                 results.append(_fail("versions", msg + ": run ./setup_env.sh on the GPU machine", "ROLLOUT_ENGINE"))
@@ -840,7 +849,15 @@ def version_checks(plan, cfg, ctx) -> list[Result]:
     return results or [_ok("versions", ", ".join(found))]
 
 
+def _cluster(ctx) -> bool:
+    from common.ray_submit import wants_cluster
+
+    return wants_cluster(ctx.get("env", os.environ))
+
+
 def gpu_checks(plan, cfg, ctx) -> list[Result]:
+    if _cluster(ctx):
+        return [_skip("GPUs", "submitted to a Ray cluster: its GPUs are checked against the block at submit time")]
     found = ctx.get("gpus_found", 0)
     wanted = int(plan.n_gpus_per_node)
     if found == 0:
@@ -851,6 +868,18 @@ def gpu_checks(plan, cfg, ctx) -> list[Result]:
         return [_fail("GPUs", f"N_GPUS_PER_NODE={wanted} but this node shows {found} (CUDA_VISIBLE_DEVICES narrows the count); "
                       "Ray would wait forever for the missing GPUs", "N_GPUS_PER_NODE")]
     return [_ok("GPUs", f"{wanted} of {found} visible GPU(s) x {plan.nnodes} node(s)")]
+
+
+def _reachable_url(url: str, timeout: float = 2.0) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", port), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def _reachable(address: str, timeout: float = 2.0) -> bool:
@@ -864,12 +893,17 @@ def _reachable(address: str, timeout: float = 2.0) -> bool:
 
 def ray_checks(plan, cfg, ctx) -> list[Result]:
     env = ctx.get("env", os.environ)
-    address = env.get("RAY_ADDRESS")
-    if address and address != "auto":
-        if not _reachable(address):
-            return [_fail("ray", f"RAY_ADDRESS={address} is set but nothing answers there: unset it (a single-node run "
-                          "starts its own cluster) or start the cluster first", "RAY_ADDRESS")]
-        return [_ok("ray", f"joins the cluster at RAY_ADDRESS={address}")]
+    if _cluster(ctx):
+        from common.ray_submit import job_api_address
+
+        try:
+            address = job_api_address(env)
+        except Exception as exc:  # a GCS or ray:// address where the job API is wanted
+            return [_fail("ray", str(exc), "RAY_ADDRESS")]
+        if not _reachable_url(address):
+            return [_fail("ray", f"the Ray job API at {address} does not answer: start the cluster "
+                          "(common/ray_cluster.sh head) or fix RAY_ADDRESS", "RAY_ADDRESS")]
+        return [_ok("ray", f"submits to the Ray cluster at {address}")]
     # ray.init() with no address joins the cluster recorded here by `ray start` if its GCS is alive.
     current = Path(env.get("RAY_TMPDIR") or "/tmp/ray") / "ray_current_cluster"
     if current.is_file():

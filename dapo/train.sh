@@ -60,7 +60,7 @@ REWARD_FUNC_NAME=${REWARD_FUNC_NAME:-compute_score}
 USE_LORA=${USE_LORA:-false}
 LORA_RANK=${LORA_RANK:-32}
 LORA_ALPHA=${LORA_ALPHA:-32}
-# all-linear, or a comma-free list such as [q_proj,k_proj,v_proj,o_proj]
+# all-linear, or a list such as [q_proj,k_proj,v_proj,o_proj]
 LORA_TARGET_MODULES=${LORA_TARGET_MODULES:-all-linear}
 
 # ---- schedule, logging, checkpoints
@@ -73,6 +73,21 @@ WANDB_PROJECT=${WANDB_PROJECT:-verl-posttrain}
 WANDB_ENTITY=${WANDB_ENTITY:-}
 WANDB_RUN_NAME=${WANDB_RUN_NAME:-$EXPERIMENT_NAME}
 USE_TENSORBOARD=${USE_TENSORBOARD:-false}
+
+# ---- safety and end of run (common/callbacks.py; health alerts are always printed)
+# Stop at once when a loss goes NaN/inf; stop after the next checkpoint when KL stays above
+# KL_STOP_THRESHOLD for KL_STOP_STEPS logged steps (0 turns the KL stop off).
+STOP_ON_NAN=${STOP_ON_NAN:-false}
+KL_STOP_THRESHOLD=${KL_STOP_THRESHOLD:-0}
+KL_STOP_STEPS=${KL_STOP_STEPS:-5}
+# Merge the last checkpoint to Hugging Face format when training ends; EVAL_AFTER_TRAIN=true then
+# scores it with ./test.sh on VAL_DATA into an Excel workbook beside the checkpoints.
+EXPORT_AFTER_TRAIN=${EXPORT_AFTER_TRAIN:-true}
+EVAL_AFTER_TRAIN=${EVAL_AFTER_TRAIN:-false}
+# Your own hooks: a .py with on_step / on_checkpoint / on_end (see docs/preflight.md).
+CALLBACKS_FILE=${CALLBACKS_FILE:-}
+# Memory the preflight estimate assumes per GPU when it cannot see one (a CPU-only dry run).
+GPU_MEMORY_GB=${GPU_MEMORY_GB:-80}
 
 set +a
 # ================================ Launch ================================

@@ -53,6 +53,16 @@ WANDB_ENTITY=${WANDB_ENTITY:-}
 WANDB_RUN_NAME=${WANDB_RUN_NAME:-$EXPERIMENT_NAME}
 USE_TENSORBOARD=${USE_TENSORBOARD:-false}
 
+# ---- end of run (common/callbacks.py; health alerts are always printed)
+# Merge the last checkpoint to Hugging Face format when training ends; EVAL_AFTER_TRAIN=true then
+# scores it with ./test.sh on VAL_DATA into an Excel workbook beside the checkpoints.
+EXPORT_AFTER_TRAIN=${EXPORT_AFTER_TRAIN:-true}
+EVAL_AFTER_TRAIN=${EVAL_AFTER_TRAIN:-false}
+# Your own hooks: a .py with on_step / on_checkpoint / on_end (see docs/preflight.md).
+CALLBACKS_FILE=${CALLBACKS_FILE:-}
+# Memory the preflight estimate assumes per GPU when it cannot see one (a CPU-only dry run).
+GPU_MEMORY_GB=${GPU_MEMORY_GB:-80}
+
 set +a
 # ================================ Launch ================================
 exec "$HERE/../common/launch.sh" "$HERE" "$@"

@@ -113,9 +113,15 @@ def test_no_gpu_exits_fast_and_says_how_to_dry_run(tmp_path):
 
 def test_secrets_never_printed(tmp_path):
     secret = "wandb-secret-value-123"
+    # A reward function that takes an API key as a keyword (keys belong in the environment, but
+    # one passed on the command line must not be echoed either).
+    reward = tmp_path / "keyed_reward.py"
+    reward.write_text("def compute_score(data_source, solution_str, ground_truth, extra_info=None, api_key=None):\n"
+                      "    return float(solution_str.strip().endswith(ground_truth))\n")
     result = dry_run(
         "grpo",
-        env={"OUTPUT_DIR": str(tmp_path), "USE_WANDB": "true", "WANDB_API_KEY": secret, "JUDGE_API_KEY": "judge-key-456"},
+        env={"OUTPUT_DIR": str(tmp_path), "USE_WANDB": "true", "WANDB_API_KEY": secret, "JUDGE_API_KEY": "judge-key-456",
+             "REWARD_FUNC_PATH": str(reward)},
         args=("+reward.custom_reward_function.reward_kwargs.api_key=judge-key-456",),
     )
     assert result.returncode == 0, result.stderr
