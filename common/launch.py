@@ -20,6 +20,8 @@ Run folder (OUTPUT_DIR/EXPERIMENT_NAME, default outputs/<experiment>/):
     rollout/ validation/     generations verl dumps during training and validation
     checkpoints/             verl checkpoints; a relaunch with the same name resumes from here
     tensorboard/             when USE_TENSORBOARD=true
+    wandb/                   wandb's local files when USE_WANDB=true (offline runs: wandb sync them)
+    hydra/<launch>/          Hydra's record of each launch (the composed config and overrides)
 
 Offers:
 - Plan / make_plan(method_dir, env, extra_args): everything a launch needs, computed, no side effects.

@@ -131,7 +131,7 @@ CASES = [
     # why: the run folder's parent is a file
     ("unwritable_output", {"OUTPUT_DIR": "{bad}/not_parquet.parquet"}, (), "output folder", "cannot be created", "OUTPUT_DIR"),
     # why: RAY_ADDRESS pointing at nothing
-    ("dead_ray", {"RAY_ADDRESS": "127.0.0.1:1"}, (), "ray", "nothing answers", "RAY_ADDRESS"),
+    ("dead_ray", {"RAY_ADDRESS": "http://127.0.0.1:1"}, (), "ray", "does not answer", "RAY_ADDRESS"),
     # why: a 7B-sized rollout share on a 10 GB GPU does not fit next to the training states
     ("memory", {"GPU_MEMORY_GB": "0.2", "GPU_MEM_UTIL": "0.9"}, (), "memory", "try:", "GPU_MEM_UTIL"),
 ]

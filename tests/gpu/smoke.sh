@@ -57,7 +57,8 @@ mkdir -p "$SMOKE_DIR"
 if [[ -z "${MODEL_PATH:-}" ]]; then
   MODEL_PATH=$SMOKE_DIR/tiny_model
   if [[ ! -f "$MODEL_PATH/config.json" ]]; then
-    "$PY" -m tests.tiny_model "$MODEL_PATH" >"$SMOKE_DIR/tiny_model.log" 2>&1 \
+    # hidden 256 / 4 heads = head_dim 64, a size every vLLM/SGLang attention backend supports.
+    "$PY" -m tests.tiny_model "$MODEL_PATH" --hidden 256 >"$SMOKE_DIR/tiny_model.log" 2>&1 \
       || { cat "$SMOKE_DIR/tiny_model.log" >&2; exit 1; }
   fi
 fi
