@@ -42,7 +42,8 @@ _MODEL = "actor_rollout_ref.model"
 
 RL_KNOBS: tuple[Knob, ...] = (
     # --- model
-    Knob("MODEL_PATH", "str", (f"{_MODEL}.path",), "Hugging Face id or local folder of the policy"),
+    # The critic (PPO) starts from the policy's weights; verl's own default path is a placeholder.
+    Knob("MODEL_PATH", "str", (f"{_MODEL}.path", "critic.model.path"), "Hugging Face id or local folder of the policy"),
     Knob("TRUST_REMOTE_CODE", "bool", (f"{_MODEL}.trust_remote_code",), "allow model code from the hub"),
     Knob("GRADIENT_CHECKPOINTING", "bool", (f"{_MODEL}.enable_gradient_checkpointing",)),
     # --- data

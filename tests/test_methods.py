@@ -59,6 +59,7 @@ DEFINING_KEYS = [
     ("ppo", "algorithm.adv_estimator", "gae"),
     ("ppo", "actor_rollout_ref.rollout.n", 1),
     ("ppo", "critic.optim.lr", 1e-5),
+    ("ppo", "critic.model.path", "Qwen/Qwen2.5-0.5B-Instruct"),  # not verl's placeholder path
     ("dapo", "algorithm.adv_estimator", "grpo"),
     ("dapo", "actor_rollout_ref.actor.clip_ratio_low", 0.2),
     ("dapo", "actor_rollout_ref.actor.clip_ratio_high", 0.28),
