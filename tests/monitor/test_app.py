@@ -126,6 +126,9 @@ def test_live_refresh_and_new_run(server):
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")
 def test_curves_tab_screenshot_shows_both_runs(server, tmp_path):
     url, _ = server
+    # The first curves request imports plotly and parses the runs (seconds of real time, which
+    # chromium's virtual-time budget does not wait for): make it once through the API first.
+    _client(url).predict(["grpo-a", "grpo-b"], 0.0, "step", api_name="/curves")
     png = tmp_path / "curves.png"
     cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
