@@ -42,6 +42,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -568,11 +569,16 @@ def run(plan: Plan, cfg) -> int:
         # Training callbacks (common/callbacks.py): alerts, NaN/KL stops, export and evaluation at the end.
         from common import callbacks
 
+        lock = threading.Lock()  # verl's output and the watcher's alerts share the console and train.log
+
+        def emit(data: bytes) -> None:
+            with lock:
+                sys.stdout.buffer.write(data)
+                sys.stdout.buffer.flush()
+                log.write(data)
+
         def say(message: str) -> None:
-            line = (message + "\n").encode()
-            sys.stdout.buffer.write(line)
-            sys.stdout.buffer.flush()
-            log.write(line)
+            emit((message + "\n").encode())
 
         holder: dict = {}
         cb_ctx = callbacks.context_for(plan, cfg, dict(os.environ), out=say)
@@ -586,13 +592,12 @@ def run(plan: Plan, cfg) -> int:
         watcher.start()
         try:
             for chunk in iter(lambda: child.stdout.read1(65536), b""):
-                sys.stdout.buffer.write(chunk)
-                sys.stdout.buffer.flush()
-                log.write(chunk)
+                emit(chunk)
             code = child.wait()
             watcher.stop()
             callbacks.on_end(code, cb_ctx, watcher)
         except KeyboardInterrupt:
+            watcher.stop()
             # Ctrl-C reached verl too (same process group); give it time to stop its Ray workers.
             try:
                 code = child.wait(timeout=60)
