@@ -10,12 +10,9 @@ set -euo pipefail
 
 # ---------------------------------------------------------------- Paths
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# The repository's virtual environment when present, else the system python3.
-if [[ -x "${REPO_ROOT}/.venv/bin/python" ]]; then
-    PYTHON=${PYTHON:-"${REPO_ROOT}/.venv/bin/python"}
-else
-    PYTHON=${PYTHON:-python3}
-fi
+ROOT=$REPO_ROOT
+# shellcheck source=common/python.sh
+source "$ROOT/common/python.sh"
 
 # ---------------------------------------------------------------- Launch
 # Relative paths in the arguments stay relative to the caller's folder: python -m runs from the
@@ -24,4 +21,4 @@ CALLER_DIR=$(pwd)
 export TEST_MODEL_CALLER_DIR="${CALLER_DIR}"
 export PYTHONPATH="${REPO_ROOT}${PYTHONPATH:+:${PYTHONPATH}}"
 cd "${REPO_ROOT}"
-exec "${PYTHON}" -m common.test_model "$@"
+exec "$PY" -m common.test_model "$@"

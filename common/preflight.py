@@ -26,7 +26,6 @@ import functools
 import inspect
 import json
 import os
-import re
 import shutil
 import socket
 import threading
@@ -608,7 +607,7 @@ def made_up_responses(prompt_text: str, ground_truth: str) -> tuple[str, str]:
     if "####" in prompt_text:
         return f"The answer is {ground_truth}.\n#### {ground_truth}", f"{wrong}\n#### 1234567"
     if "<answer>" in prompt_text:
-        return f"<think>work</think>\n<answer>{ground_truth}</answer>", f"<think>work</think>\n<answer>1234567</answer>"
+        return f"<think>work</think>\n<answer>{ground_truth}</answer>", "<think>work</think>\n<answer>1234567</answer>"
     if "boxed" in prompt_text:
         return f"The answer is \\boxed{{{ground_truth}}}.", "The answer is \\boxed{1234567}."
     return f"The answer is {ground_truth}.", wrong

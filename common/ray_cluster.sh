@@ -30,13 +30,8 @@ RAY_AUTH_MODE=${RAY_AUTH_MODE:-token}
 export RAY_AUTH_MODE
 
 # ================================ Helpers ================================
-if [[ -n "${PYTHON:-}" ]]; then
-  PY=$PYTHON
-elif [[ -x "$ROOT/.venv/bin/python" ]]; then
-  PY=$ROOT/.venv/bin/python
-else
-  PY=python3
-fi
+# shellcheck source=common/python.sh
+source "$ROOT/common/python.sh"
 RAY=$(dirname "$PY")/ray
 [[ -x "$RAY" ]] || RAY=ray
 

@@ -32,7 +32,7 @@ def test_dry_run_prints_command_and_config_verl_accepts(grpo_default):
     assert command[1:4] == ["-m", "verl.trainer.main_ppo", "--config-path"]
     assert command[4] == str(REPO_ROOT / "grpo") and command[5:7] == ["--config-name", "config"]
     # The printed overrides, composed again by verl's own Hydra configs, pass verl's own checks.
-    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.trainer.ppo.utils import need_reference_policy
     from verl.utils.config import validate_config
 
     with initialize_config_dir(config_dir=str(REPO_ROOT / "grpo"), version_base=None):

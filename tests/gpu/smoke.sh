@@ -29,8 +29,8 @@ done
 # Everything the run writes goes here (outputs/smoke/<method> by default); kept for inspection.
 SMOKE_DIR=${SMOKE_DIR:-$ROOT/outputs/smoke}
 STEPS=${SMOKE_STEPS:-2}
-PY=${PYTHON:-$ROOT/.venv/bin/python}
-[[ -x "$PY" ]] || PY=python3
+# shellcheck source=common/python.sh
+source "$ROOT/common/python.sh"
 
 if [[ "$DRY" == 1 ]]; then
   GPUS=${N_GPUS_PER_NODE:-1}

@@ -6,10 +6,8 @@ folders written by verl's own Tracking logger (see conftest.py).
 
 from __future__ import annotations
 
-import json
 import os
 import stat
-import time
 
 import pytest
 
