@@ -467,6 +467,31 @@ def redact(text: str, env: dict[str, str] | None = None) -> str:
     return text
 
 
+class SecretFilter:
+    """Replaces secret environment values (names ending in API_KEY, TOKEN, SECRET, PASSWORD) with ***
+    in a byte stream such as verl's console output, including values split across two chunks."""
+
+    def __init__(self, env: dict[str, str] | None = None):
+        values = {v.encode() for k, v in (env or os.environ).items() if SECRET_KEY.search(k) and v and len(v) >= 4}
+        self.secrets = sorted(values, key=len, reverse=True)
+        # Bytes held back so a secret cut by a chunk boundary is still seen whole next time.
+        self.keep = max((len(v) for v in self.secrets), default=1) - 1
+        self.pending = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self.pending + chunk
+        for secret in self.secrets:
+            data = data.replace(secret, b"***")
+        if self.keep <= 0:
+            return data
+        self.pending = data[-self.keep :]
+        return data[: -self.keep]
+
+    def flush(self) -> bytes:
+        data, self.pending = self.pending, b""
+        return data
+
+
 def resolved_yaml(cfg) -> str:
     from omegaconf import OmegaConf
 
@@ -591,8 +616,10 @@ def run(plan: Plan, cfg) -> int:
         holder["child"] = child
         watcher.start()
         try:
+            secrets = SecretFilter(env)
             for chunk in iter(lambda: child.stdout.read1(65536), b""):
-                emit(chunk)
+                emit(secrets.feed(chunk))
+            emit(secrets.flush())
             code = child.wait()
             watcher.stop()
             callbacks.on_end(code, cb_ctx, watcher)

@@ -143,6 +143,7 @@ from verl.utils.tracking import Tracking
 
 @hydra.main(config_path=None, config_name=None, version_base=None)
 def main(cfg):
+    print(os.environ.get("FAKE_PRINT", ""), flush=True)
     steps = int(os.environ.get("FAKE_STEPS", "3"))
     start = int(os.environ.get("FAKE_START", "1"))
     tracker = Tracking(cfg.trainer.project_name, cfg.trainer.experiment_name, default_backend=list(cfg.trainer.logger))
@@ -198,6 +199,23 @@ def test_run_tees_output_and_keeps_every_launch_metrics(tmp_path, monkeypatch, c
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["method"] == "grpo" and [launch_["exit_code"] for launch_ in meta["launches"]] == [0, 3]
     assert (run_dir / "config.yaml").read_text().count("adv_estimator: grpo") == 1
+
+
+@pytest.mark.parametrize("cut", [1, 5, 11, 17])
+def test_secret_filter_hides_values_split_across_chunks(cut):
+    env = {"JUDGE_API_KEY": "sk-0123456789abcdef", "HF_TOKEN": "hf_token_value", "PATH": "/usr/bin"}
+    stream = b"config: {'api_key': 'sk-0123456789abcdef'} hf=hf_token_value path=/usr/bin\n"
+    secrets = launch.SecretFilter(env)
+    out = b"".join(secrets.feed(stream[i : i + cut]) for i in range(0, len(stream), cut)) + secrets.flush()
+    assert out == b"config: {'api_key': '***'} hf=*** path=/usr/bin\n"
+
+
+def test_run_keeps_secrets_out_of_train_log(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "wandb-secret-in-the-environment")
+    plan, code = _launch(tmp_path, monkeypatch, FAKE_PRINT="key=wandb-secret-in-the-environment")
+    assert code == 0
+    log = (tmp_path / "outputs" / "exp" / "train.log").read_text()
+    assert "key=***" in log and "wandb-secret-in-the-environment" not in log
 
 
 def test_help_runs_without_verl(tmp_path):
