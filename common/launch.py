@@ -689,6 +689,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# {plan.gpu_note}")
         for note in notes:
             print(f"# note: {note}")
+        # The verdict again at the bottom, where the eye lands after the long config.
+        print(f"# preflight {preflight.verdict(plan.preflight, force)} (table above)")
         print("# verl's config checks passed; DRY_RUN=1, nothing launched")
         return 0
     found, how = detect_gpus()
