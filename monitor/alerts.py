@@ -189,7 +189,7 @@ def _nan_loss(df, steps, th, patience):
                 f"{key} is {_fmt(values[first])} at step {int(steps[first])} "
                 f"({n_bad} non-finite step(s) from there on).",
                 "Training diverged or a batch produced no valid tokens. Resume from the last good "
-                "checkpoint with a lower actor.optim.lr, check grad clipping (actor.grad_clip), "
+                "checkpoint with a lower ACTOR_LR (actor.optim.lr), check grad clipping (actor.grad_clip), "
                 "and look for empty responses or reward NaNs in the rollout dump of that step.",
                 metric=key,
                 last_step=int(steps[last]),
@@ -213,8 +213,8 @@ def _kl(df, steps, th, patience):
                     f"{key} stayed above {_fmt(th['kl_high'])} for {b - a + 1} steps "
                     f"(steps {int(steps[a])}-{int(steps[b])}, peak {_fmt(np.nanmax(np.abs(kl[a : b + 1])))}).",
                     "The policy moves away from the reference faster than the KL term allows: "
-                    "lower the learning rate, raise actor.kl_loss_coef (or algorithm.kl_ctrl.kl_coef), "
-                    "or reduce ppo_epochs / the number of mini-batches per step.",
+                    "lower ACTOR_LR, raise KL_LOSS_COEF (actor.kl_loss_coef; KL_COEF for KL in the reward), "
+                    "or reduce PPO_EPOCHS / the number of mini-batches per step.",
                     metric=key,
                     last_step=int(steps[b]),
                 )
@@ -258,8 +258,8 @@ def _entropy(df, steps, th, patience):
                 f"actor/entropy fell to {_fmt(float(np.nanmin(ent[a : b + 1])))} (started at "
                 f"{_fmt(initial)}) for {b - a + 1} steps (steps {int(steps[a])}-{int(steps[b])}).",
                 "The policy became near-deterministic and stops exploring: raise the rollout "
-                "temperature, use a higher clip_ratio_high (DAPO clip-higher), add an entropy "
-                "bonus (actor.entropy_coeff) or lower the learning rate.",
+                "TEMPERATURE, use a higher CLIP_RATIO_HIGH (DAPO clip-higher) or ENTROPY_MODE=clip_cov, "
+                "add an entropy bonus (ENTROPY_COEFF) or lower ACTOR_LR.",
                 metric="actor/entropy",
                 last_step=int(steps[b]),
             )
@@ -294,16 +294,16 @@ def _length(df, steps, th, patience):
             "response_length/clip_ratio",
             th["clip_ratio_max"],
             "clip_ratio_spike",
-            "Many responses hit data.max_response_length and are cut before an answer: raise "
-            "max_response_length, or add an overlong penalty / filter so truncated samples stop "
-            "being rewarded.",
+            "Many responses hit the length limit and are cut before an answer: raise "
+            "MAX_RESPONSE_LENGTH (data.max_response_length), or add an overlong penalty "
+            "(DAPO's OVERLONG_SHAPING) so truncated samples stop being rewarded.",
         ),
         (
             "actor/pg_clipfrac",
             th["pg_clipfrac_max"],
             "pg_clipfrac_spike",
             "The PPO ratio clip is active on many tokens: the update is too large for the data. "
-            "Lower the learning rate or ppo_epochs, or use more mini-batches (smaller ppo_mini_batch_size).",
+            "Lower ACTOR_LR or PPO_EPOCHS, or use more mini-batches (a smaller PPO_MINI_BATCH_SIZE).",
         ),
     ):
         if key not in df:

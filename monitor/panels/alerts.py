@@ -48,7 +48,9 @@ def build(demo: gr.Blocks, collector: MetricsCollector, config: dict, timer: gr.
         names = collector.discover()
         runs = gr.Dropdown(choices=names, value=[], multiselect=True, label="runs (empty = all)")
         summary = gr.Markdown()
-        table = gr.Dataframe(headers=ALERT_COLUMNS, interactive=False, wrap=True, label="alerts")
+        # Narrow id columns, the two explanations share the rest (wrapped, not cut off).
+        table = gr.Dataframe(headers=ALERT_COLUMNS, interactive=False, wrap=True, label="alerts",
+                             column_widths=["9%", "8%", "10%", "6%", "6%", "30%", "31%"])
 
     def handler(selected):
         return read_alerts_table(collector, selected, config["alerts"])

@@ -92,8 +92,9 @@ def build(demo: gr.Blocks, collector: MetricsCollector, config: dict, timer: gr.
                              value=first[-1] if first else 0, step=1, label="step (snaps to the nearest dump)", scale=2)
         with gr.Row():
             search = gr.Textbox(label="search prompt / response / ground truth", scale=3)
-            score_min = gr.Number(label="score >=", value=None, scale=1)
-            score_max = gr.Number(label="score <=", value=None, scale=1)
+            # Text boxes, not gr.Number: an empty box means "no bound" (a Number box shows and sends 0).
+            score_min = gr.Textbox(label="score >=", placeholder="any", scale=1)
+            score_max = gr.Textbox(label="score <=", placeholder="any", scale=1)
         summary = gr.Markdown()
         table = gr.Dataframe(interactive=False, wrap=True, label="samples", max_height=700)
 
@@ -107,7 +108,11 @@ def build(demo: gr.Blocks, collector: MetricsCollector, config: dict, timer: gr.
         return gr.update(minimum=steps[0], maximum=max(steps[-1], steps[0] + 1), value=steps[-1])
 
     def view(run_name, kind_name, step_value, text, lo, hi):
-        return read_samples_view(collector, run_name, kind_name, step_value, text or "", lo, hi)
+        try:
+            bounds = [float(b) if b not in (None, "") and str(b).strip() else None for b in (lo, hi)]
+        except ValueError:
+            return pd.DataFrame(columns=_FIRST), f"**score bounds must be numbers or empty, got {lo!r} and {hi!r}**"
+        return read_samples_view(collector, run_name, kind_name, step_value, text or "", *bounds)
 
     inputs = [run, kind, step, search, score_min, score_max]
     gr.on([run.change, kind.change], steps_for, inputs=[run, kind], outputs=[step], api_name="sample_steps").then(
