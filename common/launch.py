@@ -562,7 +562,6 @@ def _update_run_json(plan: Plan, cfg, **launch_fields) -> None:
 def _interrupt(child) -> None:
     """Stop verl as Ctrl-C would (SIGINT: Ray shuts its workers down), then SIGTERM after 60 s."""
     import signal
-    import threading
 
     if child is None or child.poll() is not None:
         return
