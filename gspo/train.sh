@@ -9,14 +9,19 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # ================================ Quick config ================================
 # ---- model
+# Hugging Face id or local folder (a verl checkpoint folder is merged to Hugging Face format once).
 MODEL_PATH=${MODEL_PATH:-Qwen/Qwen2.5-0.5B-Instruct}
 
 # ---- data (paths relative to this folder; see data/README.md)
+# Training parquet (bundled: 2,000 rows).
 TRAIN_DATA=${TRAIN_DATA:-data/train.parquet}
+# Validation parquet, scored every TEST_FREQ steps (bundled: 200 rows).
 VAL_DATA=${VAL_DATA:-data/val.parquet}
 
 # ---- lengths (tokens)
+# Longest prompt; longer ones are cut from the left by verl (the preflight counts them).
 MAX_PROMPT_LENGTH=${MAX_PROMPT_LENGTH:-512}
+# Longest generated response.
 MAX_RESPONSE_LENGTH=${MAX_RESPONSE_LENGTH:-1024}
 
 # ---- algorithm
@@ -24,7 +29,9 @@ MAX_RESPONSE_LENGTH=${MAX_RESPONSE_LENGTH:-1024}
 ROLLOUT_N=${ROLLOUT_N:-8}
 # Sequence-level clip range around 1 (the paper's 3e-4 / 4e-4; token-level PPO uses 0.2).
 CLIP_RATIO_LOW=${CLIP_RATIO_LOW:-0.0003}
+# Upper bound: the sequence ratio may rise to 1 + 4e-4.
 CLIP_RATIO_HIGH=${CLIP_RATIO_HIGH:-0.0004}
+# Policy learning rate; 1e-6 is safe for 0.5B-7B models, 5e-7 for larger ones.
 ACTOR_LR=${ACTOR_LR:-1e-6}
 
 # ---- batch sizes
@@ -32,48 +39,69 @@ ACTOR_LR=${ACTOR_LR:-1e-6}
 TRAIN_BATCH_SIZE=${TRAIN_BATCH_SIZE:-32}
 # Two policy updates per step: 32 / 16 = 2 mini-batches.
 PPO_MINI_BATCH_SIZE=${PPO_MINI_BATCH_SIZE:-$(( TRAIN_BATCH_SIZE / 2 ))}
+# Sequences per forward pass on one GPU; lower it first if you run out of memory.
 MICRO_BATCH_SIZE_PER_GPU=${MICRO_BATCH_SIZE_PER_GPU:-8}
 
 # ---- rollout
+# Inference engine for generation: vllm or sglang (installed by setup_env.sh on GPU machines).
 ROLLOUT_ENGINE=${ROLLOUT_ENGINE:-vllm}
+# GPUs per inference engine; must divide the GPU count (verl's default of 2 gives zero engines on one GPU).
 ROLLOUT_TP=${ROLLOUT_TP:-1}
+# Share of GPU memory the engine may take; the rest holds FSDP weights, gradients and optimizer.
 GPU_MEM_UTIL=${GPU_MEM_UTIL:-0.5}
 
 # ---- hardware
+# GPUs per machine; empty or auto counts them with nvidia-smi.
 N_GPUS_PER_NODE=${N_GPUS_PER_NODE:-auto}
+# Machines; above 1 the run is submitted to a Ray cluster (docs/multinode.md).
 NNODES=${NNODES:-1}
 
 # ---- reward
+# File holding the reward function (verl's compute_score signature).
 REWARD_FUNC_PATH=${REWARD_FUNC_PATH:-../common/reward_functions.py}
+# Function in that file that verl calls for every response.
 REWARD_FUNC_NAME=${REWARD_FUNC_NAME:-compute_score}
 
 # ---- LoRA
+# Train LoRA adapters instead of all weights (less memory, higher learning rate).
 USE_LORA=${USE_LORA:-false}
+# Adapter rank when USE_LORA=true (8-64 typical).
 LORA_RANK=${LORA_RANK:-32}
+# Adapter scaling; alpha = rank keeps the update scale at 1.
 LORA_ALPHA=${LORA_ALPHA:-32}
-# all-linear, or a list such as [q_proj,k_proj,v_proj,o_proj]
+# Layers that get adapters: all-linear, or a list such as [q_proj,k_proj,v_proj,o_proj].
 LORA_TARGET_MODULES=${LORA_TARGET_MODULES:-all-linear}
 
 # ---- schedule, logging, checkpoints
+# Passes over TRAIN_DATA (TOTAL_STEPS, if set, wins).
 TOTAL_EPOCHS=${TOTAL_EPOCHS:-2}
+# Steps between validations.
 TEST_FREQ=${TEST_FREQ:-10}
+# Steps between checkpoints (verl's own default saves none); a relaunch with the same EXPERIMENT_NAME resumes.
 SAVE_FREQ=${SAVE_FREQ:-20}
+# Run folder under outputs/ (and the wandb run name unless WANDB_RUN_NAME is set).
 EXPERIMENT_NAME=${EXPERIMENT_NAME:-gspo-${MODEL_PATH##*/}}
+# Also log to wandb; without WANDB_API_KEY in the environment it logs offline.
 USE_WANDB=${USE_WANDB:-false}
+# wandb project (also verl's trainer.project_name).
 WANDB_PROJECT=${WANDB_PROJECT:-verl-posttrain}
+# wandb team or user; empty = your default.
 WANDB_ENTITY=${WANDB_ENTITY:-}
+# wandb run name.
 WANDB_RUN_NAME=${WANDB_RUN_NAME:-$EXPERIMENT_NAME}
+# Also write tensorboard logs to the run folder's tensorboard/.
 USE_TENSORBOARD=${USE_TENSORBOARD:-false}
 
 # ---- safety and end of run (common/callbacks.py; health alerts are always printed)
-# Stop at once when a loss goes NaN/inf; stop after the next checkpoint when KL stays above
-# KL_STOP_THRESHOLD for KL_STOP_STEPS logged steps (0 turns the KL stop off).
+# Stop at once when a loss or grad norm turns NaN/inf (the alert is printed either way).
 STOP_ON_NAN=${STOP_ON_NAN:-false}
+# KL level that stops the run after the next checkpoint; 0 = never stop for KL.
 KL_STOP_THRESHOLD=${KL_STOP_THRESHOLD:-0}
+# Consecutive logged steps above KL_STOP_THRESHOLD before that stop.
 KL_STOP_STEPS=${KL_STOP_STEPS:-5}
-# Merge the last checkpoint to Hugging Face format when training ends; EVAL_AFTER_TRAIN=true then
-# scores it with ./test.sh on VAL_DATA into an Excel workbook beside the checkpoints.
+# Merge the last checkpoint to Hugging Face format when training ends (cached beside it).
 EXPORT_AFTER_TRAIN=${EXPORT_AFTER_TRAIN:-true}
+# true: then score it with ./test.sh on VAL_DATA into an Excel workbook beside the checkpoints.
 EVAL_AFTER_TRAIN=${EVAL_AFTER_TRAIN:-false}
 # Your own hooks: a .py with on_step / on_checkpoint / on_end (see docs/preflight.md).
 CALLBACKS_FILE=${CALLBACKS_FILE:-}

@@ -10,10 +10,13 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # ================================ Quick config ================================
 # ---- model
+# Hugging Face id or local folder (a verl checkpoint folder is merged to Hugging Face format once).
 MODEL_PATH=${MODEL_PATH:-Qwen/Qwen2.5-0.5B-Instruct}
 
 # ---- data: parquet with a `messages` column (python -m common.data_utils sft --help converts yours)
+# Training parquet (bundled: 2,000 rows).
 TRAIN_DATA=${TRAIN_DATA:-data/train.parquet}
+# Validation parquet, scored every TEST_FREQ steps (bundled: 200 rows).
 VAL_DATA=${VAL_DATA:-data/val.parquet}
 # Tokens per conversation; longer ones stop the run (DRY_RUN=1 reports how many there are).
 MAX_LENGTH=${MAX_LENGTH:-1024}
@@ -29,34 +32,47 @@ MICRO_BATCH_SIZE_PER_GPU=${MICRO_BATCH_SIZE_PER_GPU:-4}
 USE_DYNAMIC_BSZ=${USE_DYNAMIC_BSZ:-true}
 # 8 x MAX_LENGTH: room for several conversations per pass.
 MAX_TOKENS_PER_GPU=${MAX_TOKENS_PER_GPU:-$(( 8 * MAX_LENGTH ))}
+# Passes over TRAIN_DATA (TOTAL_STEPS, if set, wins).
 TOTAL_EPOCHS=${TOTAL_EPOCHS:-2}
 
 # ---- hardware
 # Empty or auto: count the GPUs with nvidia-smi.
 N_GPUS_PER_NODE=${N_GPUS_PER_NODE:-auto}
+# Machines; above 1 the run is submitted to a Ray cluster (docs/multinode.md).
 NNODES=${NNODES:-1}
 
 # ---- LoRA
+# Train LoRA adapters instead of all weights (less memory, higher learning rate).
 USE_LORA=${USE_LORA:-false}
+# Adapter rank when USE_LORA=true (8-64 typical).
 LORA_RANK=${LORA_RANK:-32}
+# Adapter scaling; alpha = rank keeps the update scale at 1.
 LORA_ALPHA=${LORA_ALPHA:-32}
+# Layers that get adapters: all-linear, or a list such as [q_proj,k_proj,v_proj,o_proj].
 LORA_TARGET_MODULES=${LORA_TARGET_MODULES:-all-linear}
 
 # ---- logging, checkpoints
-# Validate every 20 steps and checkpoint every 30 (verl's default saves nothing).
+# Steps between validations.
 TEST_FREQ=${TEST_FREQ:-20}
+# Steps between checkpoints (verl's own default saves none); a relaunch with the same EXPERIMENT_NAME resumes.
 SAVE_FREQ=${SAVE_FREQ:-30}
+# Run folder under outputs/ (and the wandb run name unless WANDB_RUN_NAME is set).
 EXPERIMENT_NAME=${EXPERIMENT_NAME:-sft-${MODEL_PATH##*/}}
+# Also log to wandb; without WANDB_API_KEY in the environment it logs offline.
 USE_WANDB=${USE_WANDB:-false}
+# wandb project (also verl's trainer.project_name).
 WANDB_PROJECT=${WANDB_PROJECT:-verl-posttrain}
+# wandb team or user; empty = your default.
 WANDB_ENTITY=${WANDB_ENTITY:-}
+# wandb run name.
 WANDB_RUN_NAME=${WANDB_RUN_NAME:-$EXPERIMENT_NAME}
+# Also write tensorboard logs to the run folder's tensorboard/.
 USE_TENSORBOARD=${USE_TENSORBOARD:-false}
 
 # ---- end of run (common/callbacks.py; health alerts are always printed)
-# Merge the last checkpoint to Hugging Face format when training ends; EVAL_AFTER_TRAIN=true then
-# scores it with ./test.sh on VAL_DATA into an Excel workbook beside the checkpoints.
+# Merge the last checkpoint to Hugging Face format when training ends (cached beside it).
 EXPORT_AFTER_TRAIN=${EXPORT_AFTER_TRAIN:-true}
+# true: then score it with ./test.sh on VAL_DATA into an Excel workbook beside the checkpoints.
 EVAL_AFTER_TRAIN=${EVAL_AFTER_TRAIN:-false}
 # Your own hooks: a .py with on_step / on_checkpoint / on_end (see docs/preflight.md).
 CALLBACKS_FILE=${CALLBACKS_FILE:-}

@@ -199,3 +199,15 @@ def test_train_sh_is_only_a_config_block(method):
         assert _KNOB.match(line), f"{method}/train.sh:{number} is not NAME=${{NAME:-default}}: {line}"
         name, default = line.split("=", 1)
         assert default.startswith("${" + name + ":-"), f"{method}/train.sh:{number}: {name} reads another variable"
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_knob_has_its_own_comment(method):
+    """Each knob is read with the one-line explanation right above it."""
+    lines = (REPO_ROOT / method / "train.sh").read_text().splitlines()
+    for number, line in enumerate(lines, 1):
+        if _KNOB.match(line):
+            above = lines[number - 2].strip()
+            assert above.startswith("# ") and not above.startswith(("# ----", "# ====")), (
+                f"{method}/train.sh:{number} {line.split('=', 1)[0]} has no comment of its own above it"
+            )
