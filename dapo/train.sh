@@ -35,7 +35,7 @@ CLIP_RATIO_HIGH=${CLIP_RATIO_HIGH:-0.28}
 DYNAMIC_SAMPLING=${DYNAMIC_SAMPLING:-true}
 # Linear penalty over the last OVERLONG_BUFFER_LEN tokens before MAX_RESPONSE_LENGTH.
 OVERLONG_SHAPING=${OVERLONG_SHAPING:-true}
-# A quarter of the response length, the paper's 4,096 of 16,384.
+# A quarter of the response length: 256 of 1,024 tokens (the paper: the last 4,096 of 20,480).
 OVERLONG_BUFFER_LEN=${OVERLONG_BUFFER_LEN:-$(( MAX_RESPONSE_LENGTH / 4 ))}
 # Penalty at the maximum length (the ramp runs from 0 to minus this).
 OVERLONG_PENALTY_FACTOR=${OVERLONG_PENALTY_FACTOR:-1.0}
