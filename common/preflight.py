@@ -719,6 +719,33 @@ def reward_checks(plan, cfg, ctx) -> list[Result]:
     return [_ok("reward", detail)]
 
 
+def reward_manager_checks(plan, cfg, ctx) -> list[Result]:
+    """The dapo reward manager's overlong buffer: verl asserts these only when its reward workers start
+    (experimental/reward_loop/reward_manager/dapo.py)."""
+    if plan.trainer == "sft" or cfg.reward.reward_manager.get("name") != "dapo":
+        return []
+    kwargs = cfg.reward.get("reward_kwargs") or {}
+    buffer = kwargs.get("overlong_buffer_cfg") or {}
+    if not buffer.get("enable"):
+        return [_ok("overlong shaping", "off (OVERLONG_SHAPING=false)")]
+    length, max_resp = int(buffer.get("len") or 0), kwargs.get("max_resp_len")
+    response = int(cfg.data.max_response_length)
+    if length <= 0:
+        return [_fail("overlong shaping", f"OVERLONG_BUFFER_LEN={length}: the buffer must be positive while shaping is "
+                      "on (OVERLONG_SHAPING=false turns it off)", "OVERLONG_BUFFER_LEN", "OVERLONG_SHAPING")]
+    if max_resp is None:
+        return [_fail("overlong shaping", "reward.reward_kwargs.max_resp_len is not set: the dapo reward manager needs "
+                      "the response length", "MAX_RESPONSE_LENGTH")]
+    if length > int(max_resp):
+        return [_fail("overlong shaping", f"OVERLONG_BUFFER_LEN={length} is longer than the response limit "
+                      f"({max_resp} tokens)", "OVERLONG_BUFFER_LEN", "MAX_RESPONSE_LENGTH")]
+    if int(max_resp) != response:
+        return [_warn("overlong shaping", f"reward.reward_kwargs.max_resp_len={max_resp} differs from "
+                      f"MAX_RESPONSE_LENGTH={response}: the penalty ramps against the wrong limit", "MAX_RESPONSE_LENGTH")]
+    return [_ok("overlong shaping", f"penalty ramps over tokens {response - length + 1}-{response} "
+                f"to -{buffer.get('penalty_factor')}")]
+
+
 # ---------------------------------------------------------------------------------------------
 # legacy keys, loggers, output folder
 
@@ -951,7 +978,8 @@ def run_checks(plan, cfg, env: dict | None = None, dry_run: bool | None = None, 
         steps = [lambda p, c, x: sft_checks(c)]
     else:
         steps = [lambda p, c, x: batch_checks(c), lambda p, c, x: parallel_checks(c, x.get("shape"))]
-    steps += [length_checks, data_checks, data_source_checks, prompt_length_checks, reward_checks, legacy_key_checks,
+    steps += [length_checks, data_checks, data_source_checks, prompt_length_checks, reward_checks, reward_manager_checks,
+              legacy_key_checks,
               logger_checks, output_checks, version_checks, gpu_checks, ray_checks, memory_checks]
     results: list[Result] = []
     for step in steps:

@@ -232,3 +232,24 @@ def test_train_sh_failure_then_force(tiny_model_dir, tmp_path):
     forced = dry_run("grpo", env={**env, "FORCE": "1"})
     assert forced.returncode == 0 and "FORCE=1 overrides failed checks" in forced.stderr
     assert "FORCED:" in forced.stdout
+
+
+@pytest.mark.parametrize(
+    ("changes", "words", "knob"),
+    [
+        # why: verl's dapo reward manager asserts a positive buffer only when its workers start
+        ({"OVERLONG_BUFFER_LEN": "0"}, "must be positive", "OVERLONG_BUFFER_LEN"),
+        # why: a buffer longer than the response limit (verl asserts max_resp_len >= len)
+        ({"OVERLONG_BUFFER_LEN": "2000"}, "longer than the response limit", "OVERLONG_BUFFER_LEN"),
+    ],
+)
+def test_dapo_overlong_buffer(changes, words, knob, grpo_env):
+    results = run("dapo", {**grpo_env, "ROLLOUT_N": "8", "REWARD_FUNC_PATH": "../common/reward_functions.py", **changes}, ())
+    mine = [r for r in failures(results) if r.check == "overlong shaping"]
+    assert mine and words in mine[0].detail and knob in mine[0].knobs
+
+
+def test_dapo_overlong_buffer_default_passes(grpo_env):
+    results = run("dapo", {**grpo_env, "ROLLOUT_N": "8", "REWARD_FUNC_PATH": "../common/reward_functions.py"}, ())
+    (row,) = [r for r in results if r.check == "overlong shaping"]
+    assert row.status == "ok" and "tokens 769-1024" in row.detail
