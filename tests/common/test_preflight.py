@@ -253,3 +253,19 @@ def test_dapo_overlong_buffer_default_passes(grpo_env):
     results = run("dapo", {**grpo_env, "ROLLOUT_N": "8", "REWARD_FUNC_PATH": "../common/reward_functions.py"}, ())
     (row,) = [r for r in results if r.check == "overlong shaping"]
     assert row.status == "ok" and "tokens 769-1024" in row.detail
+
+
+def test_api_judge_that_does_not_answer_is_a_warning_not_a_call(grpo_env, monkeypatch):
+    # A port nothing listens on: the judge is not called (its retries would take minutes), just reported.
+    monkeypatch.setenv("JUDGE_BASE_URL", "http://127.0.0.1:9/v1")
+    results = run("ppo", {**grpo_env, "ROLLOUT_N": "1", "USE_API_REWARD": "true", "PPO_MINI_BATCH_SIZE": "8"}, ())
+    (row,) = [r for r in results if r.check == "reward"]
+    assert row.status == "warn" and "does not answer" in row.detail and "127.0.0.1:9" in row.detail
+
+
+def test_colocated_reward_model_counts_in_memory(grpo_env):
+    env = {**grpo_env, "ROLLOUT_N": "1", "PPO_MINI_BATCH_SIZE": "8", "USE_REWARD_MODEL": "true",
+           "REWARD_MODEL_PATH": grpo_env["MODEL_PATH"]}
+    by = {r.check: r for r in run("ppo", env, ())}
+    assert "reward model" in by["memory"].detail
+    assert by["reward"].status == "ok" and "reward model" in by["reward"].detail
