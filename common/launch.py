@@ -61,7 +61,8 @@ _PLAIN_VALUE = re.compile(r"^[A-Za-z0-9_./:~+@-]*$")
 
 @dataclass
 class Plan:
-    """Everything one launch needs; built from the environment without touching the disk."""
+    """Everything one launch needs, built from the environment; only a verl checkpoint given as
+    MODEL_PATH touches the disk (it is merged to Hugging Face format once)."""
 
     method: str
     method_dir: Path
@@ -75,9 +76,11 @@ class Plan:
     n_gpus_per_node: int
     nnodes: int
     gpu_note: str
+    # GPUs the detector saw (this machine's, or the Ray cluster's when submitting), counted once.
+    gpus_found: int
+    gpus_how: str
     entry_module: str
     model_notes: list[str] = field(default_factory=list)
-    knob_sources: dict[str, str] = field(default_factory=dict)
     # Filled by check_config: common/preflight.py's results (printed as the report table).
     preflight: list = field(default_factory=list)
 
@@ -221,13 +224,10 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
     config_name = env.get("CONFIG_NAME") or "config"
     trainer = _trainer_kind(method_dir, config_name)
     knobs: tuple[Knob, ...] = SFT_KNOBS if trainer == "sft" else RL_KNOBS
-    source = f"{method}/train.sh"
     overrides: list[str] = [VERL_SEARCHPATH]
-    sources: dict[str, str] = {}
 
-    def add(path: str, value, knob_name: str, raw: bool = False) -> None:
+    def add(path: str, value, raw: bool = False) -> None:
         overrides.append(f"{path}={value if raw else hydra_value(value)}")
-        sources[path] = knob_name
 
     notes: list[str] = []
     if env.get("MODEL_PATH"):
@@ -241,7 +241,7 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
         if knob.kind == "path":
             value = _resolve_path(value, method_dir)
         for path in knob.paths:
-            add(path, value, knob.name, raw=knob.kind == "raw")
+            add(path, value, raw=knob.kind == "raw")
 
     # GPUs: an empty or "auto" N_GPUS_PER_NODE counts the local GPUs.
     raw_gpus = (env.get("N_GPUS_PER_NODE") or "auto").strip()
@@ -254,7 +254,7 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
         if n_gpus < 1:
             raise ConfigError(f"N_GPUS_PER_NODE={raw_gpus!r} must be at least 1 (or auto)")
         gpu_note = f"N_GPUS_PER_NODE={n_gpus} ({how})"
-    add("trainer.n_gpus_per_node", n_gpus, "N_GPUS_PER_NODE")
+    add("trainer.n_gpus_per_node", n_gpus)
     nnodes = parse_value(Knob("NNODES", "int", ()), env.get("NNODES") or "1")
 
     # LoRA: the rank is only set when USE_LORA is on, so turning it off needs one variable.
@@ -264,7 +264,7 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
         if use_lora and rank <= 0:
             raise ConfigError(f"LORA_RANK={rank} must be positive when USE_LORA=true")
         lora_path = "model.lora_rank" if trainer == "sft" else "actor_rollout_ref.model.lora_rank"
-        add(lora_path, rank, "USE_LORA")
+        add(lora_path, rank)
 
     # Names and folders.
     experiment = env.get("EXPERIMENT_NAME") or f"{method}-run"
@@ -272,15 +272,15 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
         raise ConfigError(f"EXPERIMENT_NAME={experiment!r} must be a plain folder name (no '/')")
     output_dir = Path(os.path.expanduser(env.get("OUTPUT_DIR") or REPO_ROOT / "outputs"))
     run_dir = (output_dir if output_dir.is_absolute() else REPO_ROOT / output_dir).resolve() / experiment
-    add("trainer.experiment_name", env.get("WANDB_RUN_NAME") or experiment, "WANDB_RUN_NAME")
-    add("trainer.default_local_dir", str(run_dir / "checkpoints"), "OUTPUT_DIR")
+    add("trainer.experiment_name", env.get("WANDB_RUN_NAME") or experiment)
+    add("trainer.default_local_dir", str(run_dir / "checkpoints"))
     launch_id = _launch_id()
     # verl's entry points are Hydra apps: keep Hydra's own record of each launch in the run folder
     # rather than in a dated folder under the working directory.
-    add("hydra.run.dir", str(run_dir / "hydra" / launch_id), "OUTPUT_DIR")
+    add("hydra.run.dir", str(run_dir / "hydra" / launch_id))
     if trainer == "rl":
-        add("trainer.rollout_data_dir", str(run_dir / "rollout"), "OUTPUT_DIR")
-        add("trainer.validation_data_dir", str(run_dir / "validation"), "OUTPUT_DIR")
+        add("trainer.rollout_data_dir", str(run_dir / "rollout"))
+        add("trainer.validation_data_dir", str(run_dir / "validation"))
 
     # Loggers: console and file always; wandb and tensorboard on request.
     loggers = ["console", "file"]
@@ -296,14 +296,12 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
     if parse_bool("USE_TENSORBOARD", env.get("USE_TENSORBOARD") or "false"):
         loggers.append("tensorboard")
         run_env["TENSORBOARD_DIR"] = str(run_dir / "tensorboard")
-    add("trainer.logger", loggers, "USE_WANDB")
+    add("trainer.logger", loggers)
 
-    metrics = run_dir / "metrics" / f"{launch_id}.jsonl"
-    run_env["VERL_FILE_LOGGER_PATH"] = str(metrics)
     # Both trainers import the project's reward code and verl from this tree.
     run_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
 
-    return Plan(
+    plan = Plan(
         method=method,
         method_dir=method_dir,
         config_name=config_name,
@@ -316,10 +314,14 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
         n_gpus_per_node=n_gpus,
         nnodes=nnodes,
         gpu_note=gpu_note,
+        gpus_found=found,
+        gpus_how=how,
         model_notes=notes,
         entry_module=env.get("TRAINER_MODULE") or ("verl.trainer.sft_trainer" if trainer == "sft" else "verl.trainer.main_ppo"),
-        knob_sources={path: f"{name} in {source}" for path, name in sources.items()},
     )
+    # A file per launch: verl's file logger opens it with "wb", so a resume must not reuse one.
+    plan.env["VERL_FILE_LOGGER_PATH"] = str(plan.metrics_file)
+    return plan
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,7 +370,7 @@ def check_config(plan: Plan, cfg) -> list[str]:
     # What verl checks only inside its workers, minutes later.
     from common import preflight
 
-    results = preflight.run_checks(plan, cfg)
+    results = preflight.run_checks(plan, cfg, gpus_found=plan.gpus_found)
     plan.preflight = results
     # FORCE=1 launches anyway; main() prints the failures as a warning, never silently.
     if any(r.failed for r in results) and not parse_bool("FORCE", os.environ.get("FORCE") or "0"):
@@ -516,6 +518,14 @@ def total_steps(cfg) -> int | None:
         return None
     per_epoch = rows // int(cfg.data.train_batch_size)
     return per_epoch * int(cfg.trainer.total_epochs)
+
+
+def dry_run_text(plan: Plan, cfg, notes: list[str], report: str, command: str, extra: tuple[str, ...] = ()) -> str:
+    """What DRY_RUN=1 prints, here or for a Ray cluster: preflight table, resolved config, command, notes."""
+    lines = ["# ---- preflight ----", report] if report else []
+    lines += ["# ---- resolved config (verl's own composition) ----", resolved_yaml(cfg), "# ---- command ----", command]
+    lines += [*extra, f"# {plan.gpu_note}", *(f"# note: {note}" for note in notes)]
+    return "\n".join(lines)
 
 
 def shell_command(plan: Plan) -> str:
@@ -678,24 +688,14 @@ def main(argv: list[str] | None = None) -> int:
         # NNODES > 1 or RAY_ADDRESS: submit to the Ray cluster instead of running here.
         return ray_submit.submit(plan, cfg, notes, env, dry_run, report=redact(report))
     if dry_run:
-        print("# ---- preflight ----")
-        print(redact(report))
-        print("# ---- resolved config (verl's own composition) ----")
-        print(redact(resolved_yaml(cfg)))
-        print("# ---- command ----")
-        print(redact(shell_command(plan)))
-        print(f"# run folder: {plan.run_dir}")
-        print(f"# {plan.gpu_note}")
-        for note in notes:
-            print(f"# note: {note}")
+        print(redact(dry_run_text(plan, cfg, notes, report, shell_command(plan), (f"# run folder: {plan.run_dir}",))))
         # The verdict again at the bottom, where the eye lands after the long config.
         print(f"# preflight {preflight.verdict(plan.preflight, force)} (table above)")
         print("# verl's config checks passed; DRY_RUN=1, nothing launched")
         return 0
-    found, how = detect_gpus()
-    if found == 0:
+    if plan.gpus_found == 0:
         print(
-            f"[{plan.method}] no NVIDIA GPU found ({how}); verl needs one to train.\n"
+            f"[{plan.method}] no NVIDIA GPU found ({plan.gpus_how}); verl needs one to train.\n"
             f"  To check the config without a GPU: DRY_RUN=1 ./{plan.method}/train.sh",
             file=sys.stderr,
         )

@@ -394,19 +394,11 @@ def submit(plan, cfg, notes: list[str], env: dict[str, str], dry_run: bool, repo
         print(launch.redact(hide(text, token)), file=sys.stderr if err else sys.stdout, flush=True)
 
     if dry_run:
-        if report:
-            say("# ---- preflight ----")
-            say(report)
-        say("# ---- resolved config (verl's own composition) ----")
-        say(launch.resolved_yaml(cfg))
-        say("# ---- command ----")
-        say("# submitted to the Ray cluster through its job API; the same job from Ray's CLI:")
-        say(submit_command(plan, env, token))
-        say(f"# run folder: {plan.run_dir} (must be on storage every node shares)")
-        say(f"# {plan.gpu_note}")
-        say(f"# Ray job API: {address}; token: {token.source if token else 'none found'}")
-        for note in notes:
-            say(f"# note: {note}")
+        command = ("# submitted to the Ray cluster through its job API; the same job from Ray's CLI:\n"
+                   + submit_command(plan, env, token))
+        extra = (f"# run folder: {plan.run_dir} (must be on storage every node shares)",
+                 f"# Ray job API: {address}; token: {token.source if token else 'none found'}")
+        say(launch.dry_run_text(plan, cfg, notes, report, command, extra))
         say("# the cluster's resources are checked at submit time; DRY_RUN=1, nothing submitted")
         return 0
 
