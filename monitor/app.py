@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     log_dir = Path(args.log_dir).expanduser()
+    if log_dir == DEFAULT_LOG_DIR and not log_dir.exists():
+        # The project's own outputs/ before the first run: open an empty dashboard that picks runs up.
+        log_dir.mkdir(parents=True)
     if not log_dir.is_dir():
         print(f"error: --log_dir {log_dir} is not a folder; create it (mkdir -p {log_dir}) or pass the "
               f"folder your runs write to (the launcher's --log_dir)", file=sys.stderr)
