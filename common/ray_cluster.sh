@@ -87,7 +87,7 @@ case "$cmd" in
   check)
     shift
     cd "$ROOT"
-    exec "$PY" -m common.ray_submit check "$@"
+    exec "$PY" -m common.ray_cluster check "$@"
     ;;
   status)
     exec "$RAY" status

@@ -14,7 +14,8 @@ import time
 import pytest
 from hydra import compose, initialize_config_dir
 
-from common import launch
+from common import launch, local_run
+from common.redaction import SecretFilter
 from tests.launch_helpers import REPO_ROOT, dry_run, printed_command, resolved_config
 
 
@@ -158,7 +159,7 @@ if __name__ == "__main__":
 
 
 def _launch(tmp_path, monkeypatch, **env):
-    """One launch through launch.run() with a tiny Hydra app in place of verl's trainer."""
+    """One launch through local_run.run() with a tiny Hydra app in place of verl's trainer."""
     (tmp_path / "fake_trainer.py").write_text(FAKE_TRAINER)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
@@ -179,7 +180,7 @@ def _launch(tmp_path, monkeypatch, **env):
     plan = launch.make_plan(REPO_ROOT / "grpo", {**block, **env}, [], detect=lambda: (1, "test"))
     # The child is a Hydra app reading the same overrides; it must not go through verl's trainer.
     cfg = launch.compose_config(plan)
-    return plan, launch.run(plan, cfg)
+    return plan, local_run.run(plan, cfg)
 
 
 def test_run_tees_output_and_keeps_every_launch_metrics(tmp_path, monkeypatch, capfd):
@@ -205,7 +206,7 @@ def test_run_tees_output_and_keeps_every_launch_metrics(tmp_path, monkeypatch, c
 def test_secret_filter_hides_values_split_across_chunks(cut):
     env = {"JUDGE_API_KEY": "sk-0123456789abcdef", "HF_TOKEN": "hf_token_value", "PATH": "/usr/bin"}
     stream = b"config: {'api_key': 'sk-0123456789abcdef'} hf=hf_token_value path=/usr/bin\n"
-    secrets = launch.SecretFilter(env)
+    secrets = SecretFilter(env)
     out = b"".join(secrets.feed(stream[i : i + cut]) for i in range(0, len(stream), cut)) + secrets.flush()
     assert out == b"config: {'api_key': '***'} hf=*** path=/usr/bin\n"
 

@@ -27,9 +27,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from common import ray_submit
+from common import ray_cluster, ray_submit
 from common.knobs import ConfigError
-from common.ray_submit import NodeInfo, check_resources, find_token, job_api_address
+from common.ray_cluster import NodeInfo, check_resources, find_token, job_api_address
 from tests.launch_helpers import REPO_ROOT
 
 RAY_CLI = Path(sys.executable).with_name("ray")
@@ -88,11 +88,11 @@ def test_bad_addresses_name_ray_address(raw):
 
 
 def test_cluster_mode_switch():
-    assert not ray_submit.wants_cluster({"NNODES": "1"})
-    assert ray_submit.wants_cluster({"NNODES": "2"})
-    assert ray_submit.wants_cluster({"RAY_ADDRESS": "http://h:8265"})
+    assert not ray_cluster.wants_cluster({"NNODES": "1"})
+    assert ray_cluster.wants_cluster({"NNODES": "2"})
+    assert ray_cluster.wants_cluster({"RAY_ADDRESS": "http://h:8265"})
     with pytest.raises(ConfigError, match="NNODES"):
-        ray_submit.wants_cluster({"NNODES": "two"})
+        ray_cluster.wants_cluster({"NNODES": "two"})
 
 
 def test_token_lookup_order_and_errors(tmp_path):
@@ -248,24 +248,24 @@ def _block(tmp_path, cluster, **extra) -> dict[str, str]:
 
 def test_cluster_nodes_reads_the_real_head(cluster):
     token = find_token({"RAY_AUTH_TOKEN_PATH": str(cluster["token_file"])})
-    nodes = ray_submit.cluster_nodes(cluster["address"], token)
+    nodes = ray_cluster.cluster_nodes(cluster["address"], token)
     assert [(n.gpus, n.cpus, n.is_head) for n in nodes] == [(2.0, 2.0, True)]
     assert "cluster check passed" in check_resources(nodes, 2, 1)
 
 
 def test_token_auth_is_required_and_checked(cluster):
     with pytest.raises(ConfigError, match="uses token authentication and no token was found") as missing:
-        ray_submit.cluster_nodes(cluster["address"], None)
+        ray_cluster.cluster_nodes(cluster["address"], None)
     assert "RAY_AUTH_TOKEN_PATH" in str(missing.value)
-    wrong = ray_submit.Token("not-the-token", "RAY_AUTH_TOKEN")
+    wrong = ray_cluster.Token("not-the-token", "RAY_AUTH_TOKEN")
     with pytest.raises(ConfigError, match="rejected the token from RAY_AUTH_TOKEN"):
-        ray_submit.cluster_nodes(cluster["address"], wrong)
+        ray_cluster.cluster_nodes(cluster["address"], wrong)
 
 
 def test_nothing_listening_says_how_to_start_a_cluster():
     (port,) = _free_ports(1)
     with pytest.raises(ConfigError, match="no Ray dashboard answers") as info:
-        ray_submit.cluster_nodes(f"http://127.0.0.1:{port}", None)
+        ray_cluster.cluster_nodes(f"http://127.0.0.1:{port}", None)
     assert "common/ray_cluster.sh head" in str(info.value)
 
 

@@ -1,0 +1,179 @@
+"""Batch arithmetic verl asserts only inside its workers, minutes into a launch.
+
+Offers:
+- batch_checks(cfg): the RL actor's mini/micro batches, the log-prob passes, the critic, dynamic
+  batching token budgets (verl/workers/engine_workers.py, verl/workers/engine/utils.py).
+- sft_checks(cfg): the SFT step's batch per GPU and micro batch.
+- divisor_near(total, wanted): the largest divisor of total that is at most wanted.
+"""
+
+from __future__ import annotations
+
+from common.checks.result import Result, gpus_in_run
+
+
+def _micro_check(results, what: str, per_rank: int, micro, how: str, *knobs: str) -> None:
+    """verl/workers/engine/utils.py prepare_micro_batches: assert data size % micro == 0."""
+    if micro and per_rank % int(micro):
+        results.append(
+            Result.fail(
+                "batch sizes",
+                f"{what}: each GPU gets {per_rank} sequences ({how}), not a multiple of the micro batch "
+                f"({micro}); verl asserts this inside its workers. Try {divisor_near(per_rank, int(micro))}",
+                *knobs,
+            )
+        )
+
+
+def batch_checks(cfg) -> list[Result]:
+    """Mini/micro batch arithmetic of the actor, the log-prob passes and the critic."""
+    actor = cfg.actor_rollout_ref.actor
+    rollout = cfg.actor_rollout_ref.rollout
+    ref = cfg.actor_rollout_ref.ref
+    n = int(rollout.n)
+    world = gpus_in_run(cfg)
+    sp = int(actor.get("ulysses_sequence_parallel_size", 1) or 1)
+    dp = world // sp if world % sp == 0 else 0
+    results: list[Result] = []
+    if dp == 0:
+        return [Result.fail("batch sizes", f"{world} GPUs cannot be split into sequence-parallel groups of {sp}", "SP_SIZE")]
+
+    train = int(cfg.data.train_batch_size)
+    mini = int(actor.ppo_mini_batch_size)
+    if train % mini:
+        results.append(
+            Result.fail(
+                "batch sizes",
+                f"TRAIN_BATCH_SIZE ({train}) is not a multiple of PPO_MINI_BATCH_SIZE ({mini}): "
+                f"the last update of every step would get {train % mini} prompts",
+                "TRAIN_BATCH_SIZE",
+                "PPO_MINI_BATCH_SIZE",
+            )
+        )
+    # verl: ppo_mini_batch_size *= rollout.n; assert mini % dp == 0 (engine_workers.train_mini_batch).
+    seqs = mini * n
+    if seqs % dp:
+        results.append(
+            Result.fail(
+                "batch sizes",
+                f"PPO_MINI_BATCH_SIZE x ROLLOUT_N = {mini} x {n} = {seqs} sequences cannot be split evenly "
+                f"over {dp} data-parallel ranks",
+                "PPO_MINI_BATCH_SIZE",
+                "ROLLOUT_N",
+                "N_GPUS_PER_NODE",
+            )
+        )
+        return results
+    per_rank = seqs // dp
+    step_per_rank = train * n // dp if (train * n) % dp == 0 else 0
+    if not actor.use_dynamic_bsz:
+        _micro_check(results, "actor update", per_rank, actor.ppo_micro_batch_size_per_gpu,
+                     f"{mini} x {n} / {dp}", "MICRO_BATCH_SIZE_PER_GPU", "PPO_MINI_BATCH_SIZE")
+        if step_per_rank:
+            _micro_check(results, "rollout log-prob pass", step_per_rank, rollout.log_prob_micro_batch_size_per_gpu,
+                         f"{train} x {n} / {dp}", "MICRO_BATCH_SIZE_PER_GPU", "TRAIN_BATCH_SIZE")
+            if cfg.actor_rollout_ref.actor.use_kl_loss or cfg.algorithm.get("use_kl_in_reward", False):
+                _micro_check(results, "reference log-prob pass", step_per_rank, ref.log_prob_micro_batch_size_per_gpu,
+                             f"{train} x {n} / {dp}", "MICRO_BATCH_SIZE_PER_GPU", "TRAIN_BATCH_SIZE")
+    results += _critic_batch_checks(cfg, n, world, train)
+    # engine_workers.py: assert actor.use_dynamic_bsz == rollout.log_prob_use_dynamic_bsz.
+    if bool(actor.use_dynamic_bsz) != bool(rollout.log_prob_use_dynamic_bsz):
+        results.append(
+            Result.fail(
+                "batch sizes",
+                "actor.use_dynamic_bsz and rollout.log_prob_use_dynamic_bsz differ (verl asserts they agree); "
+                "set both with USE_DYNAMIC_BSZ",
+                "USE_DYNAMIC_BSZ",
+            )
+        )
+    prompt, response = int(cfg.data.max_prompt_length), int(cfg.data.max_response_length)
+    if actor.use_dynamic_bsz:
+        for name, value in (
+            ("actor.ppo_max_token_len_per_gpu", actor.ppo_max_token_len_per_gpu),
+            ("rollout.log_prob_max_token_len_per_gpu", rollout.log_prob_max_token_len_per_gpu),
+            ("ref.log_prob_max_token_len_per_gpu", ref.log_prob_max_token_len_per_gpu),
+        ):
+            budget = int(value) * sp
+            if budget < prompt + response:
+                results.append(
+                    Result.fail(
+                        "batch sizes",
+                        f"{name} x SP_SIZE = {budget} tokens cannot hold one sequence of "
+                        f"MAX_PROMPT_LENGTH + MAX_RESPONSE_LENGTH = {prompt} + {response} = {prompt + response} tokens",
+                        "MAX_TOKENS_PER_GPU",
+                    )
+                )
+                break
+    if not results:
+        results.append(Result.ok("batch sizes", f"{train} prompts x {n} = {train * n} sequences; {per_rank} per GPU per update"))
+    return results
+
+
+def _critic_batch_checks(cfg, n: int, world: int, train: int) -> list[Result]:
+    critic = cfg.critic
+    enabled = critic.get("enable")
+    use_critic = cfg.algorithm.adv_estimator == "gae" if enabled is None else bool(enabled)
+    if not use_critic:
+        return []
+    results: list[Result] = []
+    sp = int(critic.get("ulysses_sequence_parallel_size", 1) or 1)
+    dp = world // sp if world % sp == 0 else 0
+    if dp == 0:
+        return [Result.fail("batch sizes", f"critic: {world} GPUs cannot be split into sequence-parallel groups of {sp}", "SP_SIZE")]
+    seqs = int(critic.ppo_mini_batch_size) * n
+    if seqs % dp:
+        return [
+            Result.fail(
+                "batch sizes",
+                f"critic mini-batch {critic.ppo_mini_batch_size} x ROLLOUT_N {n} = {seqs} sequences cannot be split "
+                f"over {dp} data-parallel ranks",
+                "PPO_MINI_BATCH_SIZE",
+                "ROLLOUT_N",
+            )
+        ]
+    if not critic.use_dynamic_bsz:
+        _micro_check(results, "critic update", seqs // dp, critic.ppo_micro_batch_size_per_gpu,
+                     f"{critic.ppo_mini_batch_size} x {n} / {dp}", "MICRO_BATCH_SIZE_PER_GPU", "PPO_MINI_BATCH_SIZE")
+        forward = critic.get("forward_micro_batch_size_per_gpu") or critic.ppo_micro_batch_size_per_gpu
+        if (train * n) % dp == 0:
+            _micro_check(results, "critic value pass", train * n // dp, forward, f"{train} x {n} / {dp}",
+                         "MICRO_BATCH_SIZE_PER_GPU", "TRAIN_BATCH_SIZE")
+    else:
+        budget = int(critic.ppo_max_token_len_per_gpu) * sp
+        seq = int(cfg.data.max_prompt_length) + int(cfg.data.max_response_length)
+        if budget < seq:
+            results.append(Result.fail("batch sizes", f"critic.ppo_max_token_len_per_gpu x SP = {budget} < {seq} tokens "
+                                 "(MAX_PROMPT_LENGTH + MAX_RESPONSE_LENGTH)", "MAX_TOKENS_PER_GPU"))
+    return results
+
+
+def divisor_near(total: int, wanted: int) -> int:
+    """The largest divisor of total that is at most wanted (a micro batch that fits)."""
+    return max(d for d in range(1, min(total, wanted) + 1) if total % d == 0)
+
+
+def sft_checks(cfg) -> list[Result]:
+    world = gpus_in_run(cfg)
+    batch = int(cfg.data.train_batch_size)
+    if batch % world:
+        return [
+            Result.fail(
+                "batch sizes",
+                f"TRAIN_BATCH_SIZE ({batch}) must be divisible by the GPU count ({world})",
+                "TRAIN_BATCH_SIZE",
+                "N_GPUS_PER_NODE",
+            )
+        ]
+    sp = int((cfg.get("engine", {}) or {}).get("ulysses_sequence_parallel_size", 1) or 1)
+    dp = world // sp if world % sp == 0 else 0
+    if dp == 0:
+        return [Result.fail("batch sizes", f"{world} GPUs cannot be split into sequence-parallel groups of {sp}", "SP_SIZE")]
+    per_rank = batch // dp
+    results: list[Result] = []
+    if not cfg.data.get("use_dynamic_bsz", False):
+        _micro_check(results, "SFT step", per_rank, cfg.data.get("micro_batch_size_per_gpu"), f"{batch} / {dp}",
+                     "MICRO_BATCH_SIZE_PER_GPU", "TRAIN_BATCH_SIZE")
+    elif int(cfg.data.max_token_len_per_gpu) * sp < int(cfg.data.max_length):
+        results.append(Result.fail("batch sizes", f"MAX_TOKENS_PER_GPU x SP_SIZE ({int(cfg.data.max_token_len_per_gpu) * sp}) "
+                             f"< MAX_LENGTH ({cfg.data.max_length}): one conversation would not fit", "MAX_TOKENS_PER_GPU"))
+    return results or [Result.ok("batch sizes", f"{batch} conversations per step, {per_rank} per GPU")]

@@ -1,0 +1,278 @@
+"""One launch's plan: the config block (environment variables) turned into verl overrides and paths.
+
+    .venv/bin/python -c "from common.plan import make_plan; print(make_plan('grpo', {}, []).overrides)"
+
+Offers:
+- Plan: everything one launch needs (method, config name, trainer kind, Hydra overrides, run
+  folder, launch id, the environment verl gets, GPU counts, the command), computed, no side effects
+  except merging a verl checkpoint given as MODEL_PATH to Hugging Face format once.
+- make_plan(method_dir, env, extra_args, detect): the Plan of a train.sh's exported config block;
+  a ConfigError names the variable to change.
+- hydra_value(value): a Python value written as a Hydra override value.
+- VERL_SEARCHPATH, REPO_ROOT.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common.gpus import detect_gpus
+from common.knobs import RL_KNOBS, SFT_KNOBS, ConfigError, Knob, parse_bool, parse_value
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Method YAMLs inherit verl's configs by name (defaults: [ppo_trainer]); Hydra accepts a search path
+# only from the primary config or the command line, so it goes on the command line for every YAML.
+VERL_SEARCHPATH = "hydra.searchpath=[pkg://verl.trainer.config]"
+# Characters a Hydra override value may carry unquoted.
+_PLAIN_VALUE = re.compile(r"^[A-Za-z0-9_./:~+@-]*$")
+
+
+@dataclass
+class Plan:
+    """Everything one launch needs, built from the environment; only a verl checkpoint given as
+    MODEL_PATH touches the disk (it is merged to Hugging Face format once)."""
+
+    method: str
+    method_dir: Path
+    config_name: str
+    trainer: str  # "rl" or "sft"
+    overrides: list[str]
+    extra_args: list[str]
+    run_dir: Path
+    launch_id: str
+    env: dict[str, str]
+    n_gpus_per_node: int
+    nnodes: int
+    gpu_note: str
+    # GPUs the detector saw (this machine's, or the Ray cluster's when submitting), counted once.
+    gpus_found: int
+    gpus_how: str
+    entry_module: str
+    model_notes: list[str] = field(default_factory=list)
+    # Filled by the launcher: common/preflight.py's results (printed as the report table).
+    preflight: list = field(default_factory=list)
+
+    @property
+    def command(self) -> list[str]:
+        config_args = ["--config-path", str(self.method_dir), "--config-name", self.config_name]
+        args = config_args + self.overrides + self.extra_args
+        if self.trainer == "sft":
+            return [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                f"--nnodes={self.nnodes}",
+                f"--nproc_per_node={self.n_gpus_per_node}",
+                "--standalone" if self.nnodes == 1 else "--rdzv-backend=c10d",
+                "-m",
+                self.entry_module,
+                *args,
+            ]
+        return [sys.executable, "-m", self.entry_module, *args]
+
+    @property
+    def all_overrides(self) -> list[str]:
+        return self.overrides + self.extra_args
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.run_dir / "metrics" / f"{self.launch_id}.jsonl"
+
+
+
+def hydra_value(value) -> str:
+    """A Python value written as a Hydra override value."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    text = str(value)
+    if _PLAIN_VALUE.match(text) and text.lower() not in {"null", "true", "false"}:
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _trainer_kind(method_dir: Path, config_name: str) -> str:
+    """'sft' when the method YAML inherits verl's SFT trainer config, else 'rl'."""
+    path = method_dir / f"{config_name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"CONFIG_NAME={config_name!r}: {path} does not exist")
+    text = path.read_text()
+    return "sft" if re.search(r"^\s*-\s*sft_trainer", text, re.MULTILINE) else "rl"
+
+
+def _resolve_path(raw: str, method_dir: Path) -> str:
+    """Data and reward paths: relative ones are taken from the method folder; hdfs:// etc. kept."""
+    if "://" in raw:
+        return raw
+    path = Path(os.path.expanduser(raw))
+    if not path.is_absolute():
+        path = (method_dir / path).resolve()
+    return str(path)
+
+
+def _resolve_model_path(raw: str, cwd: str | None, method_dir: Path, notes: list[str]) -> str:
+    """A hub id stays as is; a local folder becomes absolute; a verl checkpoint (an SFT or RL run
+    folder, global_step_N or actor/) is merged to Hugging Face format once, cached beside it."""
+    candidates = [Path(os.path.expanduser(raw))]
+    if not candidates[0].is_absolute():
+        candidates = [Path(cwd or os.getcwd()) / raw, method_dir / raw]
+    local = next((c.resolve() for c in candidates if c.exists()), None)
+    if local is None:
+        if raw.startswith(("/", "./", "../", "~")):
+            raise ConfigError(f"MODEL_PATH={raw}: no such folder")
+        return raw  # a Hugging Face id, downloaded by verl on the GPU machine
+    if (local / "config.json").is_file():
+        return str(local)
+    from common.evaluation.checkpoint import CheckpointError, resolve_model
+
+    try:
+        resolved = resolve_model(str(local))
+    except CheckpointError as exc:
+        raise ConfigError(str(exc).replace("--model_path", "MODEL_PATH")) from None
+    how = "merged now" if resolved.merged_now else "merged earlier, reused"
+    notes.append(f"MODEL_PATH is a verl checkpoint: using its Hugging Face export {resolved.hf_path} ({how})")
+    return resolved.hf_path
+
+
+def _launch_id(now: _dt.datetime | None = None) -> str:
+    return (now or _dt.datetime.now(_dt.timezone.utc)).strftime("%Y%m%d-%H%M%S")
+
+
+def _reward_source(env: dict[str, str], method_dir: Path) -> dict[str, str]:
+    """USE_REWARD_MODEL / USE_API_REWARD pick the method's variant YAML and its reward function."""
+    use_rm = parse_bool("USE_REWARD_MODEL", env.get("USE_REWARD_MODEL") or "false")
+    use_api = parse_bool("USE_API_REWARD", env.get("USE_API_REWARD") or "false")
+    if use_rm and use_api:
+        raise ConfigError("USE_REWARD_MODEL and USE_API_REWARD are both true: pick one reward source")
+    if use_rm:
+        if not (method_dir / "reward_model_config.yaml").is_file():
+            raise ConfigError(f"USE_REWARD_MODEL=true: {method_dir.name}/ has no reward_model_config.yaml (ppo/ has one)")
+        if not env.get("REWARD_MODEL_PATH"):
+            raise ConfigError("USE_REWARD_MODEL=true needs REWARD_MODEL_PATH (a reward model id or folder)")
+        env.setdefault("CONFIG_NAME", "reward_model_config")
+        # The model is the reward: verl calls a custom function instead whenever one is set.
+        env["REWARD_FUNC_PATH"] = ""
+    elif use_api:
+        if not (method_dir / "api_reward_config.yaml").is_file():
+            raise ConfigError(f"USE_API_REWARD=true: {method_dir.name}/ has no api_reward_config.yaml (ppo/ has one)")
+        env.setdefault("CONFIG_NAME", "api_reward_config")
+        env["REWARD_FUNC_PATH"] = str(method_dir / "api_reward.py")
+    else:
+        env.pop("REWARD_MODEL_PATH", None)
+    return env
+
+
+def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str], detect=detect_gpus) -> Plan:
+    """Turn the config block (in env) into the overrides and paths of one launch."""
+    method_dir = Path(method_dir).resolve()
+    method = method_dir.name
+    env = _reward_source(dict(env), method_dir)
+    config_name = env.get("CONFIG_NAME") or "config"
+    trainer = _trainer_kind(method_dir, config_name)
+    knobs: tuple[Knob, ...] = SFT_KNOBS if trainer == "sft" else RL_KNOBS
+    overrides: list[str] = [VERL_SEARCHPATH]
+
+    def add(path: str, value, raw: bool = False) -> None:
+        overrides.append(f"{path}={value if raw else hydra_value(value)}")
+
+    notes: list[str] = []
+    if env.get("MODEL_PATH"):
+        env["MODEL_PATH"] = _resolve_model_path(env["MODEL_PATH"], env.get("LAUNCH_CWD"), method_dir, notes)
+
+    for knob in knobs:
+        raw = env.get(knob.name)
+        if raw is None or raw.strip() == "":
+            continue
+        value = parse_value(knob, raw)
+        if knob.kind == "path":
+            value = _resolve_path(value, method_dir)
+        for path in knob.paths:
+            add(path, value, raw=knob.kind == "raw")
+
+    # GPUs: an empty or "auto" N_GPUS_PER_NODE counts the local GPUs.
+    raw_gpus = (env.get("N_GPUS_PER_NODE") or "auto").strip()
+    found, how = detect()
+    if raw_gpus == "auto":
+        n_gpus = found if found > 0 else 1
+        gpu_note = f"N_GPUS_PER_NODE=auto -> {n_gpus} ({how}{'; using 1 for the checks' if found == 0 else ''})"
+    else:
+        n_gpus = parse_value(Knob("N_GPUS_PER_NODE", "int", ()), raw_gpus)
+        if n_gpus < 1:
+            raise ConfigError(f"N_GPUS_PER_NODE={raw_gpus!r} must be at least 1 (or auto)")
+        gpu_note = f"N_GPUS_PER_NODE={n_gpus} ({how})"
+    add("trainer.n_gpus_per_node", n_gpus)
+    nnodes = parse_value(Knob("NNODES", "int", ()), env.get("NNODES") or "1")
+
+    # LoRA: the rank is only set when USE_LORA is on, so turning it off needs one variable.
+    if env.get("USE_LORA"):
+        use_lora = parse_bool("USE_LORA", env["USE_LORA"])
+        rank = parse_value(Knob("LORA_RANK", "int", ()), env.get("LORA_RANK") or "32") if use_lora else 0
+        if use_lora and rank <= 0:
+            raise ConfigError(f"LORA_RANK={rank} must be positive when USE_LORA=true")
+        lora_path = "model.lora_rank" if trainer == "sft" else "actor_rollout_ref.model.lora_rank"
+        add(lora_path, rank)
+
+    # Names and folders.
+    experiment = env.get("EXPERIMENT_NAME") or f"{method}-run"
+    if "/" in experiment or experiment in {".", ".."}:
+        raise ConfigError(f"EXPERIMENT_NAME={experiment!r} must be a plain folder name (no '/')")
+    output_dir = Path(os.path.expanduser(env.get("OUTPUT_DIR") or REPO_ROOT / "outputs"))
+    run_dir = (output_dir if output_dir.is_absolute() else REPO_ROOT / output_dir).resolve() / experiment
+    add("trainer.experiment_name", env.get("WANDB_RUN_NAME") or experiment)
+    add("trainer.default_local_dir", str(run_dir / "checkpoints"))
+    launch_id = _launch_id()
+    # verl's entry points are Hydra apps: keep Hydra's own record of each launch in the run folder
+    # rather than in a dated folder under the working directory.
+    add("hydra.run.dir", str(run_dir / "hydra" / launch_id))
+    if trainer == "rl":
+        add("trainer.rollout_data_dir", str(run_dir / "rollout"))
+        add("trainer.validation_data_dir", str(run_dir / "validation"))
+
+    # Loggers: console and file always; wandb and tensorboard on request.
+    loggers = ["console", "file"]
+    run_env: dict[str, str] = {}
+    if parse_bool("USE_WANDB", env.get("USE_WANDB") or "false"):
+        loggers.append("wandb")
+        run_env["WANDB_DIR"] = str(run_dir)
+        if env.get("WANDB_ENTITY"):
+            run_env["WANDB_ENTITY"] = env["WANDB_ENTITY"]
+        if not env.get("WANDB_API_KEY") and not env.get("WANDB_MODE"):
+            # No key: keep the run offline rather than fail after the models have loaded.
+            run_env["WANDB_MODE"] = "offline"
+    if parse_bool("USE_TENSORBOARD", env.get("USE_TENSORBOARD") or "false"):
+        loggers.append("tensorboard")
+        run_env["TENSORBOARD_DIR"] = str(run_dir / "tensorboard")
+    add("trainer.logger", loggers)
+
+    # Both trainers import the project's reward code and verl from this tree.
+    run_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+
+    plan = Plan(
+        method=method,
+        method_dir=method_dir,
+        config_name=config_name,
+        trainer=trainer,
+        overrides=overrides,
+        extra_args=list(extra_args),
+        run_dir=run_dir,
+        launch_id=launch_id,
+        env=run_env,
+        n_gpus_per_node=n_gpus,
+        nnodes=nnodes,
+        gpu_note=gpu_note,
+        gpus_found=found,
+        gpus_how=how,
+        model_notes=notes,
+        entry_module=env.get("TRAINER_MODULE") or ("verl.trainer.sft_trainer" if trainer == "sft" else "verl.trainer.main_ppo"),
+    )
+    # A file per launch: verl's file logger opens it with "wb", so a resume must not reuse one.
+    plan.env["VERL_FILE_LOGGER_PATH"] = str(plan.metrics_file)
+    return plan

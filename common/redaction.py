@@ -1,0 +1,129 @@
+"""Keeping secrets out of everything the project prints or writes.
+
+    from common.redaction import redact, SecretFilter
+    redact(text)                       # env secrets, URL credentials and well-known token shapes -> ***
+
+Offers:
+- is_secret_name(name): True for environment variables (and config keys) that hold secrets, by
+  name: the last word is KEY, TOKEN, SECRET, PASSWORD, PASSWD or CREDENTIAL(S) (WANDB_API_KEY,
+  HF_TOKEN, AWS_SECRET_ACCESS_KEY, DB_PASSWORD, GOOGLE_APPLICATION_CREDENTIALS), or any word is
+  SECRET, PASSWORD or CREDENTIAL(S). Words, not substrings: MAX_TOKENS_PER_GPU and
+  TOKENIZERS_PARALLELISM are not secrets, and neither is verl's `balance_dp_token`.
+- secret_values(env): the values of those variables, longest first (values under 4 characters
+  and plain booleans are left alone: hiding every "1" would garble the log, not protect it).
+- redact(text, env=None): the text with secret values, URL userinfo (`https://user:pass@host`),
+  YAML values of keys named like secrets (`api_key: ...`) and well-known token shapes (sk-...,
+  hf_..., ghp_..., AKIA...) replaced by ***.
+- SecretFilter(env): the same for a byte stream (verl's console output on its way to the
+  console and train.log), line by line, so a secret cut by a chunk boundary is still caught.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+# The last word of a secret's name, and words that make any name a secret.
+_LAST_WORDS = frozenset({"KEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS"})
+_ANY_WORDS = frozenset({"SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS"})
+# Values that are never treated as secrets even under a secret's name (flags, empties).
+_NOT_SECRET_VALUES = frozenset({"true", "false", "none", "null", "auto", "yes", "no", "on", "off"})
+# scheme://user:password@host -> scheme://***@host
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@'\"]+(?::[^/\s@'\"]*)?@")
+# A YAML line whose key is a secret's name: `  api_key: sk-...` (a null or empty value stays).
+_YAML_SECRET = re.compile(
+    r"^(\s*(?:-\s+)?['\"]?([\w.-]+)['\"]?\s*:\s+)(?!null\s*$|''\s*$|\"\"\s*$|'\*\*\*')(\S.*)$", re.MULTILINE
+)
+_YAML_STARRED = re.compile(r"^(\s*(?:-\s+)?[\w.-]+\s*:\s+)(\*\*\*[^'\"\n]*?)\s*$", re.MULTILINE)
+# Token shapes that are secrets wherever they appear (OpenAI/Anthropic-style keys, Hugging Face,
+# GitHub, AWS access key ids, wandb keys are 40 hex characters only after `WANDB_API_KEY=`).
+_TOKEN_SHAPES = re.compile(r"\b(?:sk-[A-Za-z0-9_-]{16,}|hf_[A-Za-z0-9]{30,}|gh[pousr]_[A-Za-z0-9]{30,}|AKIA[0-9A-Z]{16})\b")
+
+
+def _words(name: str) -> list[str]:
+    return [w for w in re.split(r"[^A-Za-z0-9]+", name.upper()) if w]
+
+
+def is_secret_name(name: str) -> bool:
+    """Does a variable or config key of this name hold a secret?
+
+    >>> [is_secret_name(n) for n in ("WANDB_API_KEY", "AWS_SECRET_ACCESS_KEY", "HF_TOKEN", "api_key")]
+    [True, True, True, True]
+    >>> [is_secret_name(n) for n in ("MAX_TOKENS_PER_GPU", "balance_dp_token_x", "TOKENIZERS_PARALLELISM", "KEY_FILE")]
+    [False, False, False, False]
+    """
+    words = _words(name)
+    return bool(words) and (words[-1] in _LAST_WORDS or any(w in _ANY_WORDS for w in words))
+
+
+def secret_values(env: dict[str, str] | None = None) -> list[str]:
+    """Values of the secret-named variables of env (default: os.environ), longest first."""
+    values = set()
+    for name, value in (os.environ if env is None else env).items():
+        value = (value or "").strip()
+        if is_secret_name(name) and len(value) >= 4 and value.lower() not in _NOT_SECRET_VALUES:
+            values.add(value)
+    return sorted(values, key=len, reverse=True)
+
+
+def _yaml_key_is_secret(key: str) -> bool:
+    # Config keys are judged by their last dotted part, exactly: `api_key`, `password`, `token`;
+    # verl's `balance_dp_token` or `max_token_len` are sizes, not secrets.
+    leaf = key.rsplit(".", 1)[-1].lower()
+    return leaf in {"api_key", "apikey", "password", "passwd", "secret", "secret_key", "access_key", "access_token",
+                    "auth_token", "token", "credentials", "credential", "private_key", "client_secret", "bearer_token"}
+
+
+def redact(text: str, env: dict[str, str] | None = None) -> str:
+    """text with every secret replaced by ***.
+
+    >>> redact("url https://me:pw@host/x and sk-abcdefghijklmnopqrstuv", env={})
+    'url https://***@host/x and ***'
+    >>> redact("api_key: abc123\\nbalance_dp_token: true", env={})
+    "api_key: '***'\\nbalance_dp_token: true"
+    """
+    if not text:
+        return text
+    text = _YAML_SECRET.sub(lambda m: f"{m.group(1)}'***'" if _yaml_key_is_secret(m.group(2)) else m.group(0), text)
+    for value in secret_values(env):
+        text = text.replace(value, "***")
+    text = _USERINFO.sub(r"\1***@", text)
+    text = _TOKEN_SHAPES.sub("***", text)
+    # A YAML value that now starts with * would read as an alias: quote it so config.yaml still parses.
+    return _YAML_STARRED.sub(lambda m: f"{m.group(1)}'{m.group(2)}'", text)
+
+
+class SecretFilter:
+    """redact() for a byte stream: complete lines (ended by \\n or \\r, as progress bars write them)
+    pass through redact(); a partial line is held back until it ends, or until it is longer than
+    `hold` bytes (then all but the last `keep` bytes go out, so a secret cut there is still seen
+    whole next time)."""
+
+    def __init__(self, env: dict[str, str] | None = None, hold: int = 65536):
+        self.env = dict(os.environ if env is None else env)
+        secrets = secret_values(self.env)
+        self.keep = max([len(s.encode()) for s in secrets] + [256])
+        self.hold = max(hold, 2 * self.keep)
+        self.pending = b""
+
+    def _clean(self, data: bytes) -> bytes:
+        return redact(data.decode("utf-8", "surrogateescape"), self.env).encode("utf-8", "surrogateescape")
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self.pending + chunk
+        cut = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
+        if cut:
+            self.pending = data[cut:]
+            return self._clean(data[:cut])
+        if len(data) <= self.hold:
+            self.pending = data
+            return b""
+        # A very long line: clean what there is, hold back its tail (a secret still arriving
+        # starts within the last `keep` bytes, as no secret is longer).
+        cleaned = self._clean(data)
+        self.pending = cleaned[-self.keep :]
+        return cleaned[: -self.keep]
+
+    def flush(self) -> bytes:
+        data, self.pending = self.pending, b""
+        return self._clean(data) if data else b""

@@ -1,0 +1,135 @@
+"""verl's own composition and checks of a launch's config, run in seconds before anything starts.
+
+    .venv/bin/python -c "from common import plan, verl_config; p = plan.make_plan('grpo', {}, []); print(verl_config.compose_config(p))"
+
+Offers:
+- compose_config(plan): the config (DictConfig) verl would run with: the method YAML composed with
+  verl's own Hydra configs and the plan's overrides.
+- check_config(plan, cfg) -> notes: verl's own checks (validate_config and the config dataclasses'
+  __post_init__ checks), errors rewritten to name the config-block variables to change.
+- explain(plan, message): a verl or Hydra message with the knobs (and pass-through arguments) it is about.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+from common.knobs import RL_KNOBS, SFT_KNOBS, ConfigError, knobs_for_message
+from common.plan import Plan
+
+
+def compose_config(plan: Plan):
+    """The config verl would run with: the method YAML composed with verl's Hydra configs."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(config_dir=str(plan.method_dir), version_base=None):
+            return compose(config_name=plan.config_name, overrides=plan.all_overrides)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(explain(plan, f"verl could not compose the config: {exc}")) from None
+
+
+def explain(plan: Plan, message: str) -> str:
+    knobs = SFT_KNOBS if plan.trainer == "sft" else RL_KNOBS
+    names = knobs_for_message(message, knobs)
+    # An error on a path set from the command line names that argument.
+    passthrough = [arg for arg in plan.extra_args if arg.split("=", 1)[0].lstrip("+~") in message]
+    hint = ""
+    if names:
+        hint += f"\n  change: {', '.join(names)} in {plan.method}/train.sh"
+    if passthrough:
+        hint += f"\n  or the argument(s): {' '.join(passthrough)}"
+    return message.strip() + hint
+
+
+def check_config(plan: Plan, cfg) -> list[str]:
+    """Run verl's own checks on cfg; return notes. Raises ConfigError naming the variables."""
+    notes: list[str] = list(plan.model_notes)
+    try:
+        if plan.trainer == "rl":
+            notes += _check_rl(cfg)
+        else:
+            notes += _check_sft(cfg)
+    except ConfigError as exc:
+        raise ConfigError(explain(plan, str(exc))) from None
+    except Exception as exc:  # verl raises AssertionError, ValueError, InstantiationException ...
+        text = str(exc) or type(exc).__name__
+        raise ConfigError(explain(plan, f"verl rejected the config: {text}")) from None
+    return notes
+
+
+def _model_is_local(path: str) -> bool:
+    return Path(os.path.expanduser(path)).is_dir()
+
+
+def _check_rl(cfg) -> list[str]:
+    from omegaconf import OmegaConf
+
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import omega_conf_to_dataclass, validate_config
+
+    notes = []
+    if OmegaConf.is_missing(cfg.actor_rollout_ref.rollout, "name"):
+        raise ConfigError("actor_rollout_ref.rollout.name is not set: set ROLLOUT_ENGINE to vllm or sglang")
+    # The dataclasses run their own __post_init__ checks (rollout modes, clip ratios, kl types...).
+    omega_conf_to_dataclass(cfg.actor_rollout_ref.rollout)
+    omega_conf_to_dataclass(cfg.algorithm)
+    model_path = cfg.actor_rollout_ref.model.path
+    if _model_is_local(model_path):
+        # Needs the model's config.json and tokenizer: only possible when the model is on disk.
+        omega_conf_to_dataclass(cfg.actor_rollout_ref.model)
+    else:
+        notes.append(f"model {model_path} is not on disk here: its config.json and tokenizer were not checked")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # need_critic warns that GRPO-style estimators run without one
+        use_critic = need_critic(cfg)
+    if use_critic and not _model_is_local(cfg.critic.model.path):
+        # verl's critic check instantiates the critic's model config, which needs the model files.
+        notes.append("critic checks that need the model files were skipped (model not on disk)")
+        use_critic = False
+    validate_config(_without_vllm_lora_check(cfg, notes), need_reference_policy(cfg), use_critic)
+    return notes
+
+
+# vLLM's MaxLoRARanks (vllm/config/lora.py), the values verl rounds a LoRA rank up to.
+_VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def _without_vllm_lora_check(cfg, notes: list[str]):
+    """validate_config imports vLLM to check the LoRA rank; without vLLM installed, check it here."""
+    import importlib.util
+
+    from omegaconf import OmegaConf
+
+    rank = cfg.actor_rollout_ref.model.get("lora_rank", 0) or 0
+    if rank <= 0 or cfg.actor_rollout_ref.rollout.name != "vllm" or importlib.util.find_spec("vllm"):
+        return cfg
+    if rank > _VLLM_LORA_RANKS[-1]:
+        raise ConfigError(f"lora_rank ({rank}) must be at most {_VLLM_LORA_RANKS[-1]} for vLLM")
+    notes.append(f"vLLM is not installed here: LoRA rank {rank} checked against vLLM's limit ({_VLLM_LORA_RANKS[-1]})")
+    copy = OmegaConf.create(OmegaConf.to_container(cfg))
+    copy.actor_rollout_ref.model.lora_rank = 0
+    return copy
+
+
+def _check_sft(cfg) -> list[str]:
+    from verl.utils.config import omega_conf_to_dataclass
+
+    notes = []
+    # sft_trainer builds these dataclasses first thing; their __post_init__ checks run here.
+    for key in ("engine", "optim", "checkpoint"):
+        if key in cfg:
+            omega_conf_to_dataclass(cfg[key])
+    if _model_is_local(cfg.model.path):
+        omega_conf_to_dataclass(cfg.model)
+    else:
+        notes.append(f"model {cfg.model.path} is not on disk here: its config.json and tokenizer were not checked")
+    batch = cfg.data.train_batch_size
+    world = cfg.trainer.n_gpus_per_node * cfg.trainer.nnodes
+    if batch % world:
+        raise ConfigError(f"data.train_batch_size ({batch}) must be divisible by the GPU count ({world})")
+    return notes
