@@ -11,6 +11,8 @@ Offers:
   naming the variable.
 - knobs_for_message(text, knobs): the knobs whose verl paths a verl error message mentions, so an
   error can say which variable to change.
+- known_names(trainer), other_trainer_knobs(trainer): the names the launcher reads, for the
+  warnings about variables that look like knobs but are none.
 
 Knobs that need more than a path (GPU auto-detection, the logger list, LoRA on/off, output folders)
 are handled in common/launch.py and listed in SPECIAL_KNOBS so they show up in the table too.
@@ -33,6 +35,21 @@ class Knob:
     paths: tuple[str, ...]
     help: str = ""
     choices: tuple[str, ...] = ()
+    # Allowed range of a number (inclusive; lo_open excludes lo itself), and a value outside it that
+    # means "off" (verl's -1 for save/test frequencies).
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    off: float | None = None
+
+    def range_text(self) -> str:
+        def num(x) -> str:
+            return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+        lo = "" if self.lo is None else f"{'>' if self.lo_open else '>='} {num(self.lo)}"
+        hi = "" if self.hi is None else f"<= {num(self.hi)}"
+        text = " and ".join(t for t in (lo, hi) if t)
+        return text + (f" (or {num(self.off)} for off)" if self.off is not None else "")
 
 
 _ACTOR = "actor_rollout_ref.actor"
@@ -49,40 +66,40 @@ RL_KNOBS: tuple[Knob, ...] = (
     # --- data
     Knob("TRAIN_DATA", "path", ("data.train_files",), "RL parquet with prompts"),
     Knob("VAL_DATA", "path", ("data.val_files",), "RL parquet for validation"),
-    Knob("MAX_PROMPT_LENGTH", "int", ("data.max_prompt_length",)),
-    Knob("MAX_RESPONSE_LENGTH", "int", ("data.max_response_length",)),
+    Knob("MAX_PROMPT_LENGTH", "int", ("data.max_prompt_length",), lo=1),
+    Knob("MAX_RESPONSE_LENGTH", "int", ("data.max_response_length",), lo=1),
     Knob("FILTER_OVERLONG_PROMPTS", "bool", ("data.filter_overlong_prompts",)),
-    Knob("TRAIN_BATCH_SIZE", "int", ("data.train_batch_size",), "prompts per step"),
+    Knob("TRAIN_BATCH_SIZE", "int", ("data.train_batch_size",), "prompts per step", lo=1),
     # --- algorithm
-    Knob("ROLLOUT_N", "int", (f"{_ROLLOUT}.n",), "responses sampled per prompt"),
-    Knob("ACTOR_LR", "float", (f"{_ACTOR}.optim.lr",)),
-    Knob("LR_WARMUP_RATIO", "float", (f"{_ACTOR}.optim.lr_warmup_steps_ratio",)),
+    Knob("ROLLOUT_N", "int", (f"{_ROLLOUT}.n",), "responses sampled per prompt", lo=1),
+    Knob("ACTOR_LR", "float", (f"{_ACTOR}.optim.lr",), lo=0, lo_open=True),
+    Knob("LR_WARMUP_RATIO", "float", (f"{_ACTOR}.optim.lr_warmup_steps_ratio",), lo=0, hi=1),
     Knob("USE_KL_LOSS", "bool", (f"{_ACTOR}.use_kl_loss",)),
-    Knob("KL_LOSS_COEF", "float", (f"{_ACTOR}.kl_loss_coef",)),
+    Knob("KL_LOSS_COEF", "float", (f"{_ACTOR}.kl_loss_coef",), lo=0),
     Knob("KL_LOSS_TYPE", "str", (f"{_ACTOR}.kl_loss_type",)),
     Knob("USE_KL_IN_REWARD", "bool", ("algorithm.use_kl_in_reward",)),
-    Knob("KL_COEF", "float", ("algorithm.kl_ctrl.kl_coef",), "KL-in-reward coefficient"),
-    Knob("ENTROPY_COEFF", "float", (f"{_ACTOR}.entropy_coeff",)),
-    Knob("CLIP_RATIO_LOW", "float", (f"{_ACTOR}.clip_ratio_low",)),
-    Knob("CLIP_RATIO_HIGH", "float", (f"{_ACTOR}.clip_ratio_high",)),
+    Knob("KL_COEF", "float", ("algorithm.kl_ctrl.kl_coef",), "KL-in-reward coefficient", lo=0),
+    Knob("ENTROPY_COEFF", "float", (f"{_ACTOR}.entropy_coeff",), lo=0),
+    Knob("CLIP_RATIO_LOW", "float", (f"{_ACTOR}.clip_ratio_low",), lo=0, lo_open=True),
+    Knob("CLIP_RATIO_HIGH", "float", (f"{_ACTOR}.clip_ratio_high",), lo=0, lo_open=True),
     Knob("LOSS_AGG_MODE", "str", (f"{_ACTOR}.loss_agg_mode",)),
     Knob("POLICY_LOSS", "str", (f"{_ACTOR}.policy_loss.loss_mode",)),
     Knob("ENTROPY_MODE", "str", (f"{_ACTOR}.policy_loss.loss_mode",), "DAPO entropy control", ("vanilla", "clip_cov", "kl_cov")),
-    Knob("CLIP_COV_RATIO", "float", (f"{_ACTOR}.policy_loss.clip_cov_ratio",)),
-    Knob("KL_COV_RATIO", "float", (f"{_ACTOR}.policy_loss.kl_cov_ratio",)),
+    Knob("CLIP_COV_RATIO", "float", (f"{_ACTOR}.policy_loss.clip_cov_ratio",), lo=0, hi=1, lo_open=True),
+    Knob("KL_COV_RATIO", "float", (f"{_ACTOR}.policy_loss.kl_cov_ratio",), lo=0, hi=1, lo_open=True),
     Knob("DYNAMIC_SAMPLING", "bool", ("algorithm.filter_groups.enable",), "DAPO: drop groups with equal rewards"),
     Knob("FILTER_GROUPS_METRIC", "str", ("algorithm.filter_groups.metric",)),
     Knob("OVERLONG_SHAPING", "bool", ("reward.reward_kwargs.overlong_buffer_cfg.enable",)),
-    Knob("OVERLONG_BUFFER_LEN", "int", ("reward.reward_kwargs.overlong_buffer_cfg.len",)),
-    Knob("OVERLONG_PENALTY_FACTOR", "float", ("reward.reward_kwargs.overlong_buffer_cfg.penalty_factor",)),
-    Knob("GAMMA", "float", ("algorithm.gamma",)),
-    Knob("LAM", "float", ("algorithm.lam",)),
+    Knob("OVERLONG_BUFFER_LEN", "int", ("reward.reward_kwargs.overlong_buffer_cfg.len",), lo=0),
+    Knob("OVERLONG_PENALTY_FACTOR", "float", ("reward.reward_kwargs.overlong_buffer_cfg.penalty_factor",), lo=0),
+    Knob("GAMMA", "float", ("algorithm.gamma",), lo=0, hi=1),
+    Knob("LAM", "float", ("algorithm.lam",), lo=0, hi=1),
     # --- critic (PPO)
-    Knob("CRITIC_LR", "float", ("critic.optim.lr",)),
-    Knob("CRITIC_LR_WARMUP_RATIO", "float", ("critic.optim.lr_warmup_steps_ratio",)),
-    Knob("CRITIC_WARMUP", "int", ("trainer.critic_warmup",), "steps that train only the critic"),
+    Knob("CRITIC_LR", "float", ("critic.optim.lr",), lo=0, lo_open=True),
+    Knob("CRITIC_LR_WARMUP_RATIO", "float", ("critic.optim.lr_warmup_steps_ratio",), lo=0, hi=1),
+    Knob("CRITIC_WARMUP", "int", ("trainer.critic_warmup",), "steps that train only the critic", lo=0),
     # --- batch sizes
-    Knob("PPO_MINI_BATCH_SIZE", "int", (f"{_ACTOR}.ppo_mini_batch_size",), "prompts per actor update"),
+    Knob("PPO_MINI_BATCH_SIZE", "int", (f"{_ACTOR}.ppo_mini_batch_size",), "prompts per actor update", lo=1),
     Knob(
         "MICRO_BATCH_SIZE_PER_GPU",
         "int",
@@ -92,8 +109,9 @@ RL_KNOBS: tuple[Knob, ...] = (
             f"{_REF}.log_prob_micro_batch_size_per_gpu",
             "critic.ppo_micro_batch_size_per_gpu",
         ),
+        lo=1,
     ),
-    Knob("PPO_EPOCHS", "int", (f"{_ACTOR}.ppo_epochs",)),
+    Knob("PPO_EPOCHS", "int", (f"{_ACTOR}.ppo_epochs",), lo=1),
     Knob("USE_DYNAMIC_BSZ", "bool", (f"{_ACTOR}.use_dynamic_bsz", f"{_REF}.log_prob_use_dynamic_bsz")),
     Knob(
         "MAX_TOKENS_PER_GPU",
@@ -104,15 +122,16 @@ RL_KNOBS: tuple[Knob, ...] = (
             f"{_REF}.log_prob_max_token_len_per_gpu",
             "critic.ppo_max_token_len_per_gpu",
         ),
+        lo=1,
     ),
     # --- rollout
     Knob("ROLLOUT_ENGINE", "str", (f"{_ROLLOUT}.name",), "vllm or sglang", ("vllm", "sglang")),
-    Knob("ROLLOUT_TP", "int", (f"{_ROLLOUT}.tensor_model_parallel_size",)),
-    Knob("GPU_MEM_UTIL", "float", (f"{_ROLLOUT}.gpu_memory_utilization",)),
-    Knob("TEMPERATURE", "float", (f"{_ROLLOUT}.temperature",)),
-    Knob("SP_SIZE", "int", (f"{_ACTOR}.ulysses_sequence_parallel_size", f"{_REF}.ulysses_sequence_parallel_size")),
+    Knob("ROLLOUT_TP", "int", (f"{_ROLLOUT}.tensor_model_parallel_size",), lo=1),
+    Knob("GPU_MEM_UTIL", "float", (f"{_ROLLOUT}.gpu_memory_utilization",), lo=0, hi=1, lo_open=True),
+    Knob("TEMPERATURE", "float", (f"{_ROLLOUT}.temperature",), lo=0),
+    Knob("SP_SIZE", "int", (f"{_ACTOR}.ulysses_sequence_parallel_size", f"{_REF}.ulysses_sequence_parallel_size"), lo=1),
     # --- hardware / memory
-    Knob("NNODES", "int", ("trainer.nnodes",)),
+    Knob("NNODES", "int", ("trainer.nnodes",), lo=1),
     Knob("PARAM_OFFLOAD", "bool", (f"{_ACTOR}.fsdp_config.param_offload", "critic.fsdp.param_offload")),
     Knob(
         "OPTIMIZER_OFFLOAD",
@@ -123,23 +142,23 @@ RL_KNOBS: tuple[Knob, ...] = (
     # --- reward
     Knob("REWARD_FUNC_PATH", "path", ("reward.custom_reward_function.path",), "file with compute_score"),
     Knob("REWARD_FUNC_NAME", "str", ("reward.custom_reward_function.name",)),
-    Knob("REWARD_WORKERS", "int", ("reward.num_workers",)),
+    Knob("REWARD_WORKERS", "int", ("reward.num_workers",), lo=1),
     Knob("REWARD_MANAGER", "str", ("reward.reward_manager.name",)),
     Knob("REWARD_MODEL_PATH", "str", ("reward.reward_model.model_path",)),
     # --- LoRA (USE_LORA is special: LORA_RANK only applies when it is true)
-    Knob("LORA_ALPHA", "int", (f"{_MODEL}.lora_alpha",)),
+    Knob("LORA_ALPHA", "int", (f"{_MODEL}.lora_alpha",), lo=1),
     Knob("LORA_TARGET_MODULES", "raw", (f"{_MODEL}.target_modules",), "all-linear or [q_proj,v_proj,...]"),
     # --- schedule, checkpoints, logging
-    Knob("TOTAL_EPOCHS", "int", ("trainer.total_epochs",)),
-    Knob("TOTAL_STEPS", "int", ("trainer.total_training_steps",), "overrides epochs when set"),
-    Knob("SAVE_FREQ", "int", ("trainer.save_freq",), "steps between checkpoints"),
-    Knob("TEST_FREQ", "int", ("trainer.test_freq",), "steps between validations"),
+    Knob("TOTAL_EPOCHS", "int", ("trainer.total_epochs",), lo=1),
+    Knob("TOTAL_STEPS", "int", ("trainer.total_training_steps",), "overrides epochs when set", lo=1),
+    Knob("SAVE_FREQ", "int", ("trainer.save_freq",), "steps between checkpoints", lo=1, off=-1),
+    Knob("TEST_FREQ", "int", ("trainer.test_freq",), "steps between validations", lo=1, off=-1),
     Knob("VAL_BEFORE_TRAIN", "bool", ("trainer.val_before_train",)),
-    Knob("MAX_CKPT_TO_KEEP", "int", ("trainer.max_actor_ckpt_to_keep", "trainer.max_critic_ckpt_to_keep")),
+    Knob("MAX_CKPT_TO_KEEP", "int", ("trainer.max_actor_ckpt_to_keep", "trainer.max_critic_ckpt_to_keep"), lo=1),
     Knob("RESUME_MODE", "str", ("trainer.resume_mode",), "auto, disable or resume_path", ("auto", "disable", "resume_path")),
-    Knob("LOG_VAL_GENERATIONS", "int", ("trainer.log_val_generations",)),
+    Knob("LOG_VAL_GENERATIONS", "int", ("trainer.log_val_generations",), lo=0),
     Knob("WANDB_PROJECT", "str", ("trainer.project_name",)),
-    Knob("SEED", "int", ("data.seed",)),
+    Knob("SEED", "int", ("data.seed",), lo=0, hi=2**32 - 1),
 )
 
 SFT_KNOBS: tuple[Knob, ...] = (
@@ -148,28 +167,28 @@ SFT_KNOBS: tuple[Knob, ...] = (
     Knob("GRADIENT_CHECKPOINTING", "bool", ("model.enable_gradient_checkpointing",)),
     Knob("TRAIN_DATA", "path", ("data.train_files",)),
     Knob("VAL_DATA", "path", ("data.val_files",)),
-    Knob("MAX_LENGTH", "int", ("data.max_length",), "tokens per conversation"),
-    Knob("TRAIN_BATCH_SIZE", "int", ("data.train_batch_size",), "conversations per step"),
-    Knob("MICRO_BATCH_SIZE_PER_GPU", "int", ("data.micro_batch_size_per_gpu",)),
-    Knob("MAX_TOKENS_PER_GPU", "int", ("data.max_token_len_per_gpu",)),
+    Knob("MAX_LENGTH", "int", ("data.max_length",), "tokens per conversation", lo=1),
+    Knob("TRAIN_BATCH_SIZE", "int", ("data.train_batch_size",), "conversations per step", lo=1),
+    Knob("MICRO_BATCH_SIZE_PER_GPU", "int", ("data.micro_batch_size_per_gpu",), lo=1),
+    Knob("MAX_TOKENS_PER_GPU", "int", ("data.max_token_len_per_gpu",), lo=1),
     Knob("USE_DYNAMIC_BSZ", "bool", ("data.use_dynamic_bsz",)),
-    Knob("LR", "float", ("optim.lr",)),
-    Knob("LR_WARMUP_RATIO", "float", ("optim.lr_warmup_steps_ratio",)),
-    Knob("WEIGHT_DECAY", "float", ("optim.weight_decay",)),
-    Knob("SP_SIZE", "int", ("engine.ulysses_sequence_parallel_size",)),
+    Knob("LR", "float", ("optim.lr",), lo=0, lo_open=True),
+    Knob("LR_WARMUP_RATIO", "float", ("optim.lr_warmup_steps_ratio",), lo=0, hi=1),
+    Knob("WEIGHT_DECAY", "float", ("optim.weight_decay",), lo=0),
+    Knob("SP_SIZE", "int", ("engine.ulysses_sequence_parallel_size",), lo=1),
     Knob("PARAM_OFFLOAD", "bool", ("engine.param_offload",)),
     Knob("OPTIMIZER_OFFLOAD", "bool", ("engine.optimizer_offload",)),
-    Knob("LORA_ALPHA", "int", ("model.lora_alpha",)),
+    Knob("LORA_ALPHA", "int", ("model.lora_alpha",), lo=1),
     Knob("LORA_TARGET_MODULES", "raw", ("model.target_modules",), "all-linear or [q_proj,v_proj,...]"),
-    Knob("NNODES", "int", ("trainer.nnodes",)),
-    Knob("TOTAL_EPOCHS", "int", ("trainer.total_epochs",)),
-    Knob("TOTAL_STEPS", "int", ("trainer.total_training_steps",)),
-    Knob("SAVE_FREQ", "int", ("trainer.save_freq",)),
-    Knob("TEST_FREQ", "int", ("trainer.test_freq",)),
-    Knob("MAX_CKPT_TO_KEEP", "int", ("trainer.max_ckpt_to_keep",)),
+    Knob("NNODES", "int", ("trainer.nnodes",), lo=1),
+    Knob("TOTAL_EPOCHS", "int", ("trainer.total_epochs",), lo=1),
+    Knob("TOTAL_STEPS", "int", ("trainer.total_training_steps",), lo=1),
+    Knob("SAVE_FREQ", "int", ("trainer.save_freq",), lo=1, off=-1),
+    Knob("TEST_FREQ", "int", ("trainer.test_freq",), lo=1, off=-1),
+    Knob("MAX_CKPT_TO_KEEP", "int", ("trainer.max_ckpt_to_keep",), lo=1),
     Knob("RESUME_MODE", "str", ("trainer.resume_mode",)),
     Knob("WANDB_PROJECT", "str", ("trainer.project_name",)),
-    Knob("SEED", "int", ("trainer.seed",)),
+    Knob("SEED", "int", ("trainer.seed",), lo=0, hi=2**32 - 1),
 )
 
 # Handled by common/launch.py itself: name -> what it does.
@@ -203,6 +222,22 @@ SPECIAL_KNOBS: dict[str, str] = {
     "ALERTS_CONFIG": "YAML whose alerts: section overrides monitor.alerts thresholds (default monitor/config.yaml)",
 }
 
+# Switches of the launch itself rather than of the run: never listed as "knobs that differ".
+RUN_SWITCHES = frozenset({"DRY_RUN", "FORCE"})
+
+
+def known_names(trainer: str) -> set[str]:
+    """Every knob name the launcher reads for this trainer ("rl" or "sft"), switches excluded."""
+    table = SFT_KNOBS if trainer == "sft" else RL_KNOBS
+    return ({k.name for k in table} | set(SPECIAL_KNOBS)) - RUN_SWITCHES
+
+
+def other_trainer_knobs(trainer: str) -> set[str]:
+    """Knobs only the other trainer reads (LR is SFT's; ACTOR_LR is the RL methods')."""
+    mine = {k.name for k in (SFT_KNOBS if trainer == "sft" else RL_KNOBS)}
+    return {k.name for k in (RL_KNOBS if trainer == "sft" else SFT_KNOBS)} - mine
+
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -217,22 +252,37 @@ def parse_bool(name: str, raw: str) -> bool:
 
 
 def parse_value(knob: Knob, raw: str):
-    """Typed value of a knob from its environment string.
+    """Typed value of a knob from its environment string, checked against its range.
 
-    >>> parse_value(Knob("ROLLOUT_N", "int", ("x",)), "8")
+    >>> parse_value(Knob("ROLLOUT_N", "int", ("x",), lo=1), "8")
     8
     >>> parse_value(Knob("USE_KL_LOSS", "bool", ("x",)), "False")
     False
+    >>> try:
+    ...     parse_value(Knob("ROLLOUT_N", "int", ("x",), lo=1), "0")
+    ... except ConfigError as exc:
+    ...     print(exc)
+    ROLLOUT_N=0 is out of range: it must be >= 1
     """
     raw = raw.strip()
     try:
         if knob.kind == "int":
-            return int(raw)
-        if knob.kind == "float":
-            return float(raw)
+            value = int(raw)
+        elif knob.kind == "float":
+            value = float(raw)
+        else:
+            value = None
     except ValueError:
-        kind = "an integer" if knob.kind == "int" else "a number"
+        kind = "a whole number" if knob.kind == "int" else "a number"
         raise ConfigError(f"{knob.name}={raw!r} is not {kind}") from None
+    if value is not None:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"{knob.name}={raw!r} is not a finite number")
+        below = knob.lo is not None and (value <= knob.lo if knob.lo_open else value < knob.lo)
+        above = knob.hi is not None and value > knob.hi
+        if (below or above) and value != knob.off:
+            raise ConfigError(f"{knob.name}={raw} is out of range: it must be {knob.range_text()}")
+        return value
     if knob.kind == "bool":
         return parse_bool(knob.name, raw)
     if knob.choices and raw not in knob.choices:

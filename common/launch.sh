@@ -5,6 +5,13 @@
 # hands over to common/launch.py, which maps the exported config block to verl's config.
 set -euo pipefail
 
+# common/block.py reads a block's values (defaults, --help) this way: the block ran; print what it
+# exported and stop.
+if [[ -n "${POSTTRAIN_PRINT_BLOCK:-}" ]]; then
+  env -0
+  exit 0
+fi
+
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=common/python.sh
 source "$ROOT/common/python.sh"

@@ -40,7 +40,13 @@ def _interrupt(child) -> None:
 
 
 def run(plan, cfg) -> int:
-    """Run verl with the plan, tee its output into train.log; return its exit code."""
+    """Run verl with the plan, tee its output into train.log; return its exit code. The run folder is
+    locked for the launch: a second launch of the same run is refused (ConfigError)."""
+    with run_folder.launch_lock(plan):
+        return _run(plan, cfg)
+
+
+def _run(plan, cfg) -> int:
     run_folder.prepare(plan)
     run_folder.write_config(plan, cfg)
     run_folder.update_run_json(plan, cfg)

@@ -30,6 +30,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 VERL_SEARCHPATH = "hydra.searchpath=[pkg://verl.trainer.config]"
 # Characters a Hydra override value may carry unquoted.
 _PLAIN_VALUE = re.compile(r"^[A-Za-z0-9_./:~+@-]*$")
+# A run folder name: the checkpoints below it need room under the file system's 255-byte names and
+# 4,096-byte paths, and ${...}, spaces or slashes in it would change where things land.
+_EXPERIMENT_NAME_MAX = 120
+_EXPERIMENT_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._+=-]{{0,{_EXPERIMENT_NAME_MAX - 1}}}")
 
 
 @dataclass
@@ -96,7 +100,8 @@ def hydra_value(value) -> str:
     text = str(value)
     if _PLAIN_VALUE.match(text) and text.lower() not in {"null", "true", "false"}:
         return text
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    # Quoted; a ${...} in a knob's value is text, never an OmegaConf interpolation (\${ escapes it).
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'").replace("${", "\\${") + "'"
 
 
 def _trainer_kind(method_dir: Path, config_name: str) -> str:
@@ -143,7 +148,9 @@ def _resolve_model_path(raw: str, cwd: str | None, method_dir: Path, notes: list
 
 
 def _launch_id(now: _dt.datetime | None = None) -> str:
-    return (now or _dt.datetime.now(_dt.timezone.utc)).strftime("%Y%m%d-%H%M%S")
+    # Microseconds: two launches in the same second still get their own metrics file (and the
+    # names still sort by time).
+    return (now or _dt.datetime.now(_dt.timezone.utc)).strftime("%Y%m%d-%H%M%S-%f")
 
 
 def _reward_source(env: dict[str, str], method_dir: Path) -> dict[str, str]:
@@ -204,17 +211,17 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
         n_gpus = found if found > 0 else 1
         gpu_note = f"N_GPUS_PER_NODE=auto -> {n_gpus} ({how}{'; using 1 for the checks' if found == 0 else ''})"
     else:
-        n_gpus = parse_value(Knob("N_GPUS_PER_NODE", "int", ()), raw_gpus)
+        n_gpus = parse_value(Knob("N_GPUS_PER_NODE", "int", (), lo=1), raw_gpus)
         if n_gpus < 1:
             raise ConfigError(f"N_GPUS_PER_NODE={raw_gpus!r} must be at least 1 (or auto)")
         gpu_note = f"N_GPUS_PER_NODE={n_gpus} ({how})"
     add("trainer.n_gpus_per_node", n_gpus)
-    nnodes = parse_value(Knob("NNODES", "int", ()), env.get("NNODES") or "1")
+    nnodes = parse_value(Knob("NNODES", "int", (), lo=1), env.get("NNODES") or "1")
 
     # LoRA: the rank is only set when USE_LORA is on, so turning it off needs one variable.
     if env.get("USE_LORA"):
         use_lora = parse_bool("USE_LORA", env["USE_LORA"])
-        rank = parse_value(Knob("LORA_RANK", "int", ()), env.get("LORA_RANK") or "32") if use_lora else 0
+        rank = parse_value(Knob("LORA_RANK", "int", (), lo=1), env.get("LORA_RANK") or "32") if use_lora else 0
         if use_lora and rank <= 0:
             raise ConfigError(f"LORA_RANK={rank} must be positive when USE_LORA=true")
         lora_path = "model.lora_rank" if trainer == "sft" else "actor_rollout_ref.model.lora_rank"
@@ -222,8 +229,12 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
 
     # Names and folders.
     experiment = env.get("EXPERIMENT_NAME") or f"{method}-run"
-    if "/" in experiment or experiment in {".", ".."}:
-        raise ConfigError(f"EXPERIMENT_NAME={experiment!r} must be a plain folder name (no '/')")
+    if not _EXPERIMENT_NAME.fullmatch(experiment):
+        raise ConfigError(
+            f"EXPERIMENT_NAME={experiment[:80]!r}{'...' if len(experiment) > 80 else ''} must be a plain folder name: "
+            f"letters, digits and . _ + = - only, starting with a letter or digit, at most {_EXPERIMENT_NAME_MAX} "
+            "characters (it names the run folder; a relaunch with the same name resumes it)"
+        )
     output_dir = Path(os.path.expanduser(env.get("OUTPUT_DIR") or REPO_ROOT / "outputs"))
     run_dir = (output_dir if output_dir.is_absolute() else REPO_ROOT / output_dir).resolve() / experiment
     add("trainer.experiment_name", env.get("WANDB_RUN_NAME") or experiment)

@@ -26,8 +26,17 @@ from dataclasses import asdict
 
 from common.checks.batch import batch_checks, sft_checks
 from common.checks.data import data_checks, prompt_length_checks
-from common.checks.environment import gpu_checks, legacy_key_checks, logger_checks, output_checks, ray_checks, version_checks
-from common.checks.model import length_checks, load_tokenizer, memory_checks, model_path
+from common.checks.environment import (
+    callbacks_checks,
+    gpu_checks,
+    knob_name_checks,
+    legacy_key_checks,
+    logger_checks,
+    output_checks,
+    ray_checks,
+    version_checks,
+)
+from common.checks.model import length_checks, load_tokenizer, memory_checks, model_checks, model_path
 from common.checks.parallel import parallel_checks
 from common.checks.result import Result
 from common.checks.reward import data_source_checks, reward_checks, reward_manager_checks
@@ -53,15 +62,17 @@ def run_checks(plan, cfg, env: dict | None = None, dry_run: bool | None = None, 
         steps = [lambda p, c, x: sft_checks(c)]
     else:
         steps = [lambda p, c, x: batch_checks(c), lambda p, c, x: parallel_checks(c, x.get("shape"))]
-    steps += [length_checks, data_checks, data_source_checks, prompt_length_checks, reward_checks, reward_manager_checks,
-              legacy_key_checks, logger_checks, output_checks, version_checks, gpu_checks, ray_checks, memory_checks]
+    steps += [model_checks, length_checks, data_checks, data_source_checks, prompt_length_checks, reward_checks,
+              reward_manager_checks, legacy_key_checks, knob_name_checks, callbacks_checks, logger_checks, output_checks,
+              version_checks, gpu_checks, ray_checks, memory_checks]
     results: list[Result] = []
     for step in steps:
         try:
             results += step(plan, cfg, ctx)
-        except Exception as exc:  # a bug or an unexpected file: say so, never hide it as a pass
+        except Exception as exc:  # a bug or an unexpected file: a check that cannot finish is a failure, never a pass
             name = getattr(step, "__name__", "check").removesuffix("_checks")
-            results.append(Result.warn(name, f"the check itself failed: {type(exc).__name__}: {exc}"))
+            results.append(Result.fail(name, f"the check itself crashed: {type(exc).__name__}: {str(exc)[:300]} "
+                                       "(FORCE=1 launches anyway if you are sure)"))
     return results
 
 

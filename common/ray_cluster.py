@@ -46,7 +46,7 @@ def wants_cluster(env: dict[str, str]) -> bool:
     """True when the launch goes to a Ray cluster: NNODES > 1 or RAY_ADDRESS set."""
     if (env.get("RAY_ADDRESS") or "").strip():
         return True
-    nnodes = parse_value(Knob("NNODES", "int", ()), env.get("NNODES") or "1")
+    nnodes = parse_value(Knob("NNODES", "int", (), lo=1), env.get("NNODES") or "1")
     return nnodes > 1
 
 

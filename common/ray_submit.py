@@ -150,8 +150,9 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def submit(plan, cfg, notes: list[str], env: dict[str, str], dry_run: bool, report: str = "") -> int:
-    """Cluster mode of common.launch.main: print (DRY_RUN) or submit, stream, record; exit code."""
+def submit(plan, cfg, notes: list[str], env: dict[str, str], dry_run: bool, report: str = "", printout: dict | None = None) -> int:
+    """Cluster mode of common.launch.main: print (DRY_RUN) or submit, stream, record; exit code.
+    printout: what the dry run adds to its text (common.printout.dry_run_text's keyword arguments)."""
     try:
         address = job_api_address(env)
         token = find_token(env)
@@ -168,7 +169,7 @@ def submit(plan, cfg, notes: list[str], env: dict[str, str], dry_run: bool, repo
                    + submit_command(plan, env, token))
         extra = (f"# run folder: {plan.run_dir} (must be on storage every node shares)",
                  f"# Ray job API: {address}; token: {token.source if token else 'none found'}")
-        say(dry_run_text(plan, cfg, notes, report, command, extra))
+        say(dry_run_text(plan, cfg, notes, report, command, extra, **(printout or {})))
         say("# the cluster's resources are checked at submit time; DRY_RUN=1, nothing submitted")
         return 0
 
@@ -184,7 +185,8 @@ def submit(plan, cfg, notes: list[str], env: dict[str, str], dry_run: bool, repo
     for note in notes:
         say(f"[{plan.method}] note: {note}")
     try:
-        return _submit_and_follow(plan, cfg, env, address, token, say)
+        with run_folder.launch_lock(plan):
+            return _submit_and_follow(plan, cfg, env, address, token, say)
     except ConfigError as exc:
         say(f"[{plan.method}] {exc}", err=True)
         return 1

@@ -8,7 +8,12 @@ Offers:
 - update_run_json(plan, cfg, **fields): run.json with this launch's entry (started, pid, host,
   metrics file, ended, exit code, and any extra fields such as a Ray job id).
 - write_config(plan, cfg, hide=None): config.yaml, the resolved config of the latest launch, redacted.
+- write_dry_run_config(plan, cfg) -> Path: dry_run.yaml, the full resolved config a dry run checked.
 - prepare(plan): the sub-folders verl writes into (metrics/, checkpoints/).
+- launch_lock(plan): held while a launch runs; a second live launch of the same run folder is
+  refused, naming the PID and host that hold it. lock_holder(run_dir) says who holds it now.
+- recorded_model(run_dir): the model the run folder was trained from (run.json), to refuse a
+  resume from another model.
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ def update_run_json(plan, cfg, **launch_fields) -> None:
         method=plan.method,
         experiment=plan.run_dir.name,
         project=str(cfg.trainer.project_name),
+        model=model_of(cfg),
         total_steps=total_steps(cfg),
     )
     launches = meta.setdefault("launches", [])
@@ -89,12 +95,104 @@ def update_run_json(plan, cfg, **launch_fields) -> None:
     atomic_write(path, json.dumps(meta, indent=2) + "\n")
 
 
+def model_of(cfg) -> str:
+    """The policy (or SFT) model path of a composed config."""
+    model = cfg.get("actor_rollout_ref", {}).get("model") if "actor_rollout_ref" in cfg else cfg.get("model")
+    return str((model or {}).get("path") or "")
+
+
+def recorded_model(run_dir: Path) -> str | None:
+    try:
+        return json.loads((Path(run_dir) / "run.json").read_text()).get("model") or None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def write_config(plan, cfg, hide=None) -> None:
     """config.yaml: the resolved config of this launch, with secrets (and `hide`'s) redacted."""
     text = redact(resolved_yaml(cfg))
     atomic_write(plan.run_dir / "config.yaml", hide(text) if hide else text)
 
 
+def write_dry_run_config(plan, cfg) -> Path:
+    """dry_run.yaml: the full resolved config a dry run checked (secrets redacted)."""
+    path = plan.run_dir / "dry_run.yaml"
+    atomic_write(path, f"# DRY_RUN of {plan.method} at {_now()}: the config verl would run with\n" + redact(resolved_yaml(cfg)))
+    return path
+
+
 def prepare(plan) -> None:
     for sub in ("metrics", "checkpoints"):
         (plan.run_dir / sub).mkdir(parents=True, exist_ok=True)
+
+
+LOCK_NAME = ".launch.lock"
+
+
+def lock_holder(run_dir: Path) -> dict | None:
+    """Who holds the run folder's launch lock now ({pid, host, launch, started}), or None."""
+    import fcntl
+
+    path = Path(run_dir) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        try:
+            return json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+        except ValueError:
+            return {}
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def holder_text(holder: dict) -> str:
+    return (f"launch {holder.get('launch', '?')} (pid {holder.get('pid', '?')} on host {holder.get('host', '?')}, "
+            f"started {holder.get('started', '?')})")
+
+
+class launch_lock:
+    """`with launch_lock(plan):` holds <run_dir>/.launch.lock (flock) for the whole launch.
+
+    A second launch of the same run folder while the first lives gets a ConfigError naming the
+    first's PID and host; the lock goes when the process does, so a crash never leaves it behind."""
+
+    def __init__(self, plan):
+        self.plan = plan
+        self.fd: int | None = None
+
+    def __enter__(self):
+        import fcntl
+
+        from common.knobs import ConfigError
+
+        self.plan.run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.plan.run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                holder = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+            except ValueError:
+                holder = {}
+            os.close(fd)
+            raise ConfigError(
+                f"{self.plan.run_dir} is in use by {holder_text(holder)}: two launches of one run would write the same "
+                "checkpoints. Wait for it or stop it, or set EXPERIMENT_NAME for a separate run"
+            ) from None
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "launch": self.plan.launch_id, "started": _now()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the flock
+            self.fd = None

@@ -8,10 +8,14 @@ Offers:
 - check_config(plan, cfg) -> notes: verl's own checks (validate_config and the config dataclasses'
   __post_init__ checks), errors rewritten to name the config-block variables to change.
 - explain(plan, message): a verl or Hydra message with the knobs (and pass-through arguments) it is about.
+- unknown_override_hints(plan, message): "did you mean trainer.total_epochs?" for an override of a
+  key verl's config does not have (and a note for a `+key` next to a similar existing key).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import warnings
 from pathlib import Path
@@ -28,9 +32,81 @@ def compose_config(plan: Plan):
 
     try:
         with initialize_config_dir(config_dir=str(plan.method_dir), version_base=None):
-            return compose(config_name=plan.config_name, overrides=plan.all_overrides)
+            cfg = compose(config_name=plan.config_name, overrides=plan.all_overrides)
     except (HydraException, OmegaConfBaseException) as exc:
+        unknown = unknown_override_hints(plan, str(exc))
+        if unknown:
+            raise ConfigError(unknown) from None
         raise ConfigError(explain(plan, f"verl could not compose the config: {exc}")) from None
+    new_keys = [arg for arg in plan.extra_args if arg.startswith("+") and not arg.startswith("++")]
+    if new_keys:
+        plan.model_notes.extend(_new_key_notes(plan, new_keys))
+    return cfg
+
+
+def _base_keys(plan: Plan) -> list[str]:
+    """Every dotted key of the config composed without the pass-through arguments."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import DictConfig, OmegaConf
+
+    with initialize_config_dir(config_dir=str(plan.method_dir), version_base=None):
+        cfg = compose(config_name=plan.config_name, overrides=plan.overrides)
+    keys: list[str] = []
+
+    def walk(node, prefix: str) -> None:
+        for key in node.keys():
+            path = f"{prefix}{key}"
+            keys.append(path)
+            if not OmegaConf.is_missing(node, key) and isinstance(node[key], DictConfig):
+                walk(node[key], path + ".")
+
+    walk(cfg, "")
+    return keys
+
+
+def _closest(key: str, keys: list[str]) -> str | None:
+    import difflib
+
+    parent = key.rpartition(".")[0]
+    siblings = [k for k in keys if k.rpartition(".")[0] == parent]
+    found = difflib.get_close_matches(key, siblings, n=1, cutoff=0.6) or difflib.get_close_matches(key, keys, n=1, cutoff=0.75)
+    return found[0] if found else None
+
+
+def unknown_override_hints(plan: Plan, message: str) -> str | None:
+    """For `trainer.total_epoch=1` (a key verl's config does not have): the key it was probably meant
+    to be, instead of Hydra's advice to add `+`, which creates a key nothing reads."""
+    import re
+
+    match = re.search(r"Could not override '([^']+)'", message)
+    if not match:
+        return None
+    key = match.group(1)
+    try:
+        close = _closest(key, _base_keys(plan))
+    except Exception:  # the base config itself does not compose: fall back to Hydra's words
+        return None
+    arg = next((a for a in plan.extra_args if a.split("=", 1)[0] == key), key)
+    hint = f"did you mean {close}?" if close else "check the spelling against verl's config (DRY_RUN=full prints it)"
+    return (f"{arg}: {key} is not a key of verl's config; {hint} (adding + as Hydra suggests would create a new key "
+            "that nothing in verl reads)")
+
+
+def _new_key_notes(plan: Plan, args: list[str]) -> list[str]:
+    """A `+key=value` that creates a key next to a similar existing one is most likely a typo."""
+    try:
+        keys = _base_keys(plan)
+    except Exception:
+        return []
+    notes = []
+    for arg in args:
+        key = arg[1:].split("=", 1)[0]
+        if key in keys:
+            continue
+        close = _closest(key, keys)
+        if close and close != key:
+            notes.append(f"{arg} creates a new key {key}, which nothing in verl reads; did you mean {close}?")
+    return notes
 
 
 def explain(plan: Plan, message: str) -> str:
@@ -50,10 +126,10 @@ def check_config(plan: Plan, cfg) -> list[str]:
     """Run verl's own checks on cfg; return notes. Raises ConfigError naming the variables."""
     notes: list[str] = list(plan.model_notes)
     try:
-        if plan.trainer == "rl":
-            notes += _check_rl(cfg)
-        else:
-            notes += _check_sft(cfg)
+        # verl prints "All configuration checks passed successfully!" even when ours then fail:
+        # its words stay out of the output, its errors come back as ours, naming the knob.
+        with contextlib.redirect_stdout(io.StringIO()):
+            notes += _check_rl(cfg) if plan.trainer == "rl" else _check_sft(cfg)
     except ConfigError as exc:
         raise ConfigError(explain(plan, str(exc))) from None
     except Exception as exc:  # verl raises AssertionError, ValueError, InstantiationException ...

@@ -6,6 +6,9 @@
 set -euo pipefail
 set -a  # everything assigned below is exported to the shared launcher
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# Numbers used in the arithmetic below are checked first (a value is never run as code).
+# shellcheck source=common/block.sh
+source "$HERE/../common/block.sh"
 
 # ================================ Quick config ================================
 # ---- model
@@ -79,8 +82,8 @@ TOTAL_EPOCHS=${TOTAL_EPOCHS:-2}
 TEST_FREQ=${TEST_FREQ:-10}
 # Steps between checkpoints (verl's own default saves none); a relaunch with the same EXPERIMENT_NAME resumes.
 SAVE_FREQ=${SAVE_FREQ:-20}
-# Run folder under outputs/ (and the wandb run name unless WANDB_RUN_NAME is set).
-EXPERIMENT_NAME=${EXPERIMENT_NAME:-gspo-${MODEL_PATH##*/}}
+# Run folder under outputs/ (and the wandb run name unless WANDB_RUN_NAME is set); basename drops a trailing /.
+EXPERIMENT_NAME=${EXPERIMENT_NAME:-gspo-$(basename -- "$MODEL_PATH")}
 # Also log to wandb; without WANDB_API_KEY in the environment it logs offline.
 USE_WANDB=${USE_WANDB:-false}
 # wandb project (also verl's trainer.project_name).

@@ -4,7 +4,12 @@ Offers:
 - batch_checks(cfg): the RL actor's mini/micro batches, the log-prob passes, the critic, dynamic
   batching token budgets (verl/workers/engine_workers.py, verl/workers/engine/utils.py).
 - sft_checks(cfg): the SFT step's batch per GPU and micro batch.
+- consistent_batch_sizes(train, n, dp, mini, micro): PPO_MINI_BATCH_SIZE and MICRO_BATCH_SIZE_PER_GPU
+  (and TRAIN_BATCH_SIZE when it must move) that satisfy every rule at once, closest to the values given.
 - divisor_near(total, wanted): the largest divisor of total that is at most wanted.
+
+Several broken rules come back as one failure with one consistent set of values to use, so
+fixing one knob never just moves the error to the next.
 """
 
 from __future__ import annotations
@@ -19,14 +24,71 @@ def _micro_check(results, what: str, per_rank: int, micro, how: str, *knobs: str
             Result.fail(
                 "batch sizes",
                 f"{what}: each GPU gets {per_rank} sequences ({how}), not a multiple of the micro batch "
-                f"({micro}); verl asserts this inside its workers. Try {divisor_near(per_rank, int(micro))}",
+                f"({micro}); verl asserts this inside its workers. Try {knobs[0]}={divisor_near(per_rank, int(micro))}",
                 *knobs,
             )
         )
 
 
 def batch_checks(cfg) -> list[Result]:
-    """Mini/micro batch arithmetic of the actor, the log-prob passes and the critic."""
+    """Mini/micro batch arithmetic of the actor, the log-prob passes and the critic, as one result."""
+    results = _batch_problems(cfg)
+    failed = [r for r in results if r.failed]
+    if not failed:
+        return results
+    actor = cfg.actor_rollout_ref.actor
+    sp = int(actor.get("ulysses_sequence_parallel_size", 1) or 1)
+    world = gpus_in_run(cfg)
+    detail = "; ".join(r.detail for r in failed)
+    knobs = list(dict.fromkeys(k for r in failed for k in r.knobs))
+    if world % sp == 0 and not actor.use_dynamic_bsz:
+        train, n, mini = int(cfg.data.train_batch_size), int(cfg.actor_rollout_ref.rollout.n), int(actor.ppo_mini_batch_size)
+        micro = int(actor.ppo_micro_batch_size_per_gpu or 1)
+        fix = consistent_batch_sizes(train, n, world // sp, mini, micro)
+        if fix:
+            given = {"TRAIN_BATCH_SIZE": train, "PPO_MINI_BATCH_SIZE": mini, "MICRO_BATCH_SIZE_PER_GPU": micro}
+            words = " ".join(f"{k}={v}" for k, v in fix.items())
+            changed = [k for k, v in fix.items() if given[k] != v]
+            detail += (f". A consistent set for ROLLOUT_N={n} on {world} GPU(s): {words} "
+                       f"(changes {', '.join(changed)})")
+            knobs = list(dict.fromkeys(changed + knobs))
+    return [r for r in results if not r.failed] + [Result.fail("batch sizes", detail, *knobs)]
+
+
+def _divisors(total: int) -> list[int]:
+    return [d for d in range(1, total + 1) if total % d == 0]
+
+
+def consistent_batch_sizes(train: int, n: int, dp: int, mini: int, micro: int) -> dict[str, int] | None:
+    """Values closest to (train, mini, micro) that satisfy verl's rules on dp data-parallel ranks:
+    train % mini == 0, (mini x n) % dp == 0, and the micro batch divides both the per-rank update
+    (mini x n / dp) and the per-rank log-prob pass (train x n / dp).
+
+    >>> consistent_batch_sizes(32, 5, 8, 16, 8)   # 8 GPUs: 16 x 5 / 8 = 10 per GPU, micro 8 does not divide it
+    {'TRAIN_BATCH_SIZE': 32, 'PPO_MINI_BATCH_SIZE': 16, 'MICRO_BATCH_SIZE_PER_GPU': 5}
+    >>> consistent_batch_sizes(4, 5, 1, 2, 8)     # a small batch: the micro batch comes down with it
+    {'TRAIN_BATCH_SIZE': 4, 'PPO_MINI_BATCH_SIZE': 2, 'MICRO_BATCH_SIZE_PER_GPU': 5}
+    """
+    import math
+
+    if min(train, n, dp, mini, micro) < 1:
+        return None
+    # TRAIN_BATCH_SIZE moves only when no mini batch works: up to the next value whose sequences split evenly.
+    step = dp // math.gcd(n, dp)
+    for t in [train] + [train + k for k in range(1, 64 * step) if (train + k) % step == 0][:4]:
+        minis = [d for d in _divisors(t) if (d * n) % dp == 0]
+        if not minis:
+            continue
+        smaller = [d for d in minis if d <= mini]
+        m = max(smaller) if smaller else min(minis)
+        common = math.gcd(m * n // dp, t * n // dp)
+        fits = [d for d in _divisors(common) if d <= micro]
+        return {"TRAIN_BATCH_SIZE": t, "PPO_MINI_BATCH_SIZE": m, "MICRO_BATCH_SIZE_PER_GPU": max(fits)}
+    return None
+
+
+def _batch_problems(cfg) -> list[Result]:
+    """Each rule on its own (batch_checks merges the failures)."""
     actor = cfg.actor_rollout_ref.actor
     rollout = cfg.actor_rollout_ref.rollout
     ref = cfg.actor_rollout_ref.ref

@@ -4,7 +4,10 @@ versions, GPUs and Ray.
 Offers:
 - legacy_key_checks(plan, cfg, ctx): reward keys verl 0.9.1 accepts and silently ignores.
 - logger_checks(plan, cfg, ctx): verl's logger backends; wandb online without a key.
-- output_checks(plan, cfg, ctx): the run folder can be created (nothing is created here).
+- output_checks(plan, cfg, ctx): the run folder can be created, is not in use by another launch, and
+  a resume continues from the same model (nothing is created here).
+- knob_name_checks(plan, cfg, ctx): variables that look like knobs but are none (ROLOUT_N).
+- callbacks_checks(plan, cfg, ctx): the callbacks' knobs parse and CALLBACKS_FILE imports.
 - version_checks(plan, cfg, ctx): verl, torch, transformers and the rollout engine against the pins.
 - gpu_checks(plan, cfg, ctx), ray_checks(plan, cfg, ctx): GPUs visible, a Ray cluster to join or submit to.
 - reachable_url(url): does something answer at url's host and port (2 s).
@@ -105,7 +108,10 @@ def _wandb_key(env) -> bool:
 
 
 def output_checks(plan, cfg, ctx) -> list[Result]:
-    """The run folder can be created (nothing is created here: a dry run writes nothing)."""
+    """The run folder can be created, no other launch holds it, and a resume continues the same model
+    (nothing is created here)."""
+    from common import run_folder
+
     target = Path(plan.run_dir)
     probe = target
     while not probe.exists() and probe != probe.parent:
@@ -114,9 +120,72 @@ def output_checks(plan, cfg, ctx) -> list[Result]:
         return [Result.fail("output folder", f"{probe} is a file, so {target} cannot be created", "OUTPUT_DIR")]
     if not os.access(probe, os.W_OK | os.X_OK):
         return [Result.fail("output folder", f"{probe} is not writable, so {target} cannot be created", "OUTPUT_DIR")]
+    results = []
+    holder = run_folder.lock_holder(target)
+    if holder is not None:
+        results.append(Result.fail("output folder", f"{target} is in use by {run_folder.holder_text(holder)}: two launches "
+                                   "of one run would write the same checkpoints; wait for it, stop it, or set "
+                                   "EXPERIMENT_NAME for a separate run", "EXPERIMENT_NAME"))
+    recorded, current = run_folder.recorded_model(target), run_folder.model_of(cfg)
+    resume = str(cfg.trainer.get("resume_mode", "auto"))
+    has_checkpoints = any((target / "checkpoints").glob("global_step_*")) if (target / "checkpoints").is_dir() else False
+    if recorded and current and recorded != current and resume != "disable" and has_checkpoints:
+        results.append(Result.fail("output folder", f"{target} holds checkpoints trained from MODEL_PATH={recorded}, and a "
+                                   f"relaunch resumes them by name, but MODEL_PATH is now {current}. Set EXPERIMENT_NAME "
+                                   "for a new run (or RESUME_MODE=disable to start over in this folder)",
+                                   "EXPERIMENT_NAME", "MODEL_PATH", "RESUME_MODE"))
+    if results:
+        return results
     free_gb = shutil.disk_usage(probe).free / 1e9
-    detail = f"{target} (writable, {free_gb:.0f} GB free)"
-    return [Result.warn("output folder", detail + ": under 10 GB free; checkpoints may not fit", "OUTPUT_DIR")] if free_gb < 10 else [Result.ok("output folder", detail)]
+    resumes = f"; resumes from its checkpoints (RESUME_MODE={resume})" if has_checkpoints and resume != "disable" else ""
+    detail = f"{target} (writable, {free_gb:.0f} GB free{resumes})"
+    if free_gb < 10:
+        return [Result.warn("output folder", detail + ": under 10 GB free; checkpoints may not fit", "OUTPUT_DIR")]
+    return [Result.ok("output folder", detail)]
+
+
+def knob_name_checks(plan, cfg, ctx) -> list[Result]:
+    """Variables that look like knobs but are none (a typo), or that only the other trainer reads:
+    nothing reads them, so the run would go ahead with the default and no word."""
+    from common import block
+    from common.knobs import known_names, other_trainer_knobs
+
+    env = ctx.get("env", {})
+    block_names = {k.name for k in block.read_block(plan.method_dir)}
+    known = known_names(plan.trainer) | block_names
+    other = other_trainer_knobs(plan.trainer) - known
+    words = []
+    for name, close in block.misspelled_knobs(env, known | other):
+        if name in other:
+            continue
+        words.append(f"{name} is not a knob (did you mean {close}?)")
+    for name in sorted(other & set(env)):
+        if (env.get(name) or "").strip():
+            kind = "SFT" if plan.trainer == "rl" else "RL"
+            words.append(f"{name} is a knob of the {kind} methods, not read by {plan.method}")
+    if words:
+        return [Result.warn("knob names", "; ".join(words) + ": nothing reads these variables, so their values have no "
+                            f"effect (`./{plan.method}/train.sh --help` lists the knobs)")]
+    return [Result.ok("knob names", "no unknown knob-like variables in the environment")]
+
+
+def callbacks_checks(plan, cfg, ctx) -> list[Result]:
+    """The training callbacks' knobs parse and CALLBACKS_FILE imports, before anything is written."""
+    from common.callbacks import Settings, load_user_hooks
+    from common.knobs import ConfigError
+
+    env = ctx.get("env", {})
+    try:
+        settings = Settings.from_env(env)
+        hooks = load_user_hooks(settings.callbacks_file)
+    except ConfigError as exc:
+        knob = str(exc).split("=", 1)[0].split(":", 1)[0].strip()
+        return [Result.fail("callbacks", str(exc), knob)]
+    parts = [f"STOP_ON_NAN={str(settings.stop_on_nan).lower()}",
+             f"KL stop {'off' if settings.kl_stop_threshold <= 0 else f'> {settings.kl_stop_threshold:g} for {settings.kl_stop_steps} steps'}"]
+    if hooks:
+        parts.append(f"{settings.callbacks_file}: {', '.join(sorted(hooks))}")
+    return [Result.ok("callbacks", "; ".join(parts))]
 
 
 # ---------------------------------------------------------------------------------------------

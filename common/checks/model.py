@@ -3,6 +3,8 @@
 Offers:
 - model_path(plan, cfg): the policy (or SFT) model of the config.
 - load_tokenizer(path): the model's tokenizer when it is on disk (cached), else None.
+- model_checks(plan, cfg, ctx): the model is on disk, in the Hugging Face cache, or (when the hub
+  answers) a model that exists there; a typo in a hub id fails here, not after Ray starts.
 - length_checks(plan, cfg, ctx): prompt + response (or MAX_LENGTH) against max_position_embeddings
   and the rollout's max_model_len.
 - memory_checks(plan, cfg, ctx): common/memory.py's estimate against the GPU's memory.
@@ -18,6 +20,63 @@ from common.checks.result import Result
 
 def model_path(plan, cfg) -> str:
     return str(cfg.model.path if plan.trainer == "sft" else cfg.actor_rollout_ref.model.path)
+
+
+# Seconds to wait for the Hugging Face hub to say whether a model id exists.
+HUB_TIMEOUT_S = 5.0
+_OFFLINE = {"1", "true", "yes", "on"}
+
+
+def model_checks(plan, cfg, ctx) -> list[Result]:
+    """Where the model comes from: a local folder, the Hugging Face cache, or the hub (asked when it
+    answers; HF_HUB_OFFLINE=1 means it is not asked)."""
+    from common.memory import local_config_json
+
+    model = model_path(plan, cfg)
+    env = ctx.get("env", {})
+    if Path(model).expanduser().is_dir():
+        if not (Path(model).expanduser() / "config.json").is_file():
+            return [Result.fail("model", f"MODEL_PATH={model} is a folder without config.json: not a Hugging Face model "
+                                "folder (a verl checkpoint is merged first: point at its run folder or global_step_N)",
+                                "MODEL_PATH")]
+        return [Result.ok("model", f"{model} (local folder)")]
+    if local_config_json(model) is not None:
+        return [Result.ok("model", f"{model} (in the Hugging Face cache)")]
+    where = f"{model} is neither a folder on this machine nor in the Hugging Face cache"
+    if (env.get("HF_HUB_OFFLINE") or "").strip().lower() in _OFFLINE:
+        return [Result.skip("model", f"{where}; HF_HUB_OFFLINE is set, so the hub was not asked whether it exists "
+                            "(the GPU machine must download it or have it cached)")]
+    found, why = _hub_model_exists(model, env)
+    if found is None:
+        return [Result.skip("model", f"{where}, and the hub could not be asked ({why}): the id is unchecked")]
+    if not found:
+        return [Result.fail("model", f"{where}, and the Hugging Face hub has no model {model!r} ({why}): check the "
+                            "spelling (Organisation/Name, case matters), or log in (HF_TOKEN) for a private or gated "
+                            "model", "MODEL_PATH")]
+    return [Result.ok("model", f"{model} exists on the Hugging Face hub; verl downloads it at launch ({why})")]
+
+
+def _hub_model_exists(model: str, env: dict) -> tuple[bool | None, str]:
+    """(True, note) if the hub has the model, (False, why) if it says it does not, (None, why) if it
+    could not be asked. HF_ENDPOINT and HF_TOKEN from env are honoured."""
+    try:
+        from huggingface_hub import HfApi
+        from huggingface_hub.errors import GatedRepoError, HFValidationError, RepositoryNotFoundError
+    except ImportError as exc:
+        return None, f"huggingface_hub missing: {exc}"
+    api = HfApi(endpoint=env.get("HF_ENDPOINT") or None, token=env.get("HF_TOKEN") or False)
+    try:
+        info = api.model_info(model, timeout=HUB_TIMEOUT_S)
+    except GatedRepoError:
+        return True, "a gated model: the GPU machine needs HF_TOKEN with access"
+    except RepositoryNotFoundError:
+        return False, "the hub answered 'not found'"
+    except HFValidationError as exc:
+        return False, f"not a valid hub id: {str(exc).splitlines()[0]}"
+    except Exception as exc:  # no network, DNS, TLS, a proxy: the hub could not be asked
+        return None, f"{type(exc).__name__}"
+    size = getattr(info, "used_storage", None) or 0
+    return True, f"about {size / 1e9:.1f} GB" if size else "size unknown"
 
 
 def length_checks(plan, cfg, ctx) -> list[Result]:

@@ -60,8 +60,9 @@ def test_grpo_keys_at_the_paths_verl_reads(grpo_default):
     assert cfg.trainer.validation_data_dir == str(run_dir / "validation")
     assert list(cfg.trainer.logger) == ["console", "file"]
     assert f"VERL_FILE_LOGGER_PATH={run_dir}/metrics/" in result.stdout
-    # A dry run writes nothing.
-    assert not run_dir.exists()
+    # A dry run writes only the full resolved config it checked, and says where.
+    assert sorted(p.name for p in run_dir.iterdir()) == ["dry_run.yaml"]
+    assert f"# full resolved config: {run_dir / 'dry_run.yaml'}" in result.stdout
 
 
 def test_environment_knobs_and_passthrough_overrides(tmp_path):
