@@ -278,12 +278,13 @@ class _Sheet:
         self.ws = ws
         self.widths: dict[int, int] = {}
         self.wrapped: set[int] = set()
+        self.prewrapped: set[int] = set()
         self._bold = Font(bold=True)
         self._header_fill = PatternFill("solid", start_color=_HEADER_FILL, end_color=_HEADER_FILL)
         self._wrap = Alignment(wrap_text=True, vertical="top")
         self._top = Alignment(vertical="top")
 
-    def put(self, row: int, col: int, value: Any, fmt: str | None = None, measure: bool = True):
+    def put(self, row: int, col: int, value: Any, fmt: str | None = None, measure: bool = True, wrap: bool = False):
         cell = self.ws.cell(row=row, column=col)
         value = _excel_value(value)
         cell.value = value
@@ -291,6 +292,8 @@ class _Sheet:
             cell.data_type = "s"  # never a formula, whatever the text starts with
             if value.startswith(_FORMULA_STARTS):
                 cell.quotePrefix = True  # and Excel keeps it text when the cell is edited
+            if wrap:
+                cell.alignment = self._wrap
         elif fmt and isinstance(value, (int, float)) and not isinstance(value, bool):
             cell.number_format = fmt
         if measure:
@@ -300,28 +303,34 @@ class _Sheet:
                 self.wrapped.add(col)
         return cell
 
-    def table(self, top: int, header: list[str], records: list[dict[str, Any]], overflow: tuple[str, ...] = ()) -> int:
+    def table(
+        self, top: int, header: list[str], records: list[dict[str, Any]], overflow: tuple[str, ...] = (),
+        text: tuple[str, ...] = (),
+    ) -> int:
         """Header at row top, then one row per record; returns the last row written.
 
         Columns named in overflow do not size their column: their text runs on into the empty
-        cells to the right (paths and settings below a wide metrics table)."""
+        cells to the right (paths and settings below a wide metrics table). Columns in text
+        (prose: prompts, responses) wrap."""
         for col, name in enumerate(header, start=1):
             cell = self.put(top, col, name)
             cell.font = self._bold
             cell.fill = self._header_fill
         formats = [number_format(h) for h in header]
+        wraps = [h in text for h in header]
         for r, rec in enumerate(records, start=top + 1):
             measure = r - top <= _WIDTH_SAMPLE_ROWS
-            for col, (name, fmt) in enumerate(zip(header, formats), start=1):
-                self.put(r, col, rec.get(name), fmt, measure and name not in overflow)
+            for col, (name, fmt, wrap) in enumerate(zip(header, formats, wraps), start=1):
+                self.put(r, col, rec.get(name), fmt, measure and name not in overflow, wrap)
+        self.prewrapped.update(c for c, w in enumerate(wraps, start=1) if w)
         return top + len(records)
 
-    def finish(self, text_columns: set[int] = frozenset()) -> None:
+    def finish(self) -> None:
         from openpyxl.utils import get_column_letter
 
         for col, width in self.widths.items():
             self.ws.column_dimensions[get_column_letter(col)].width = max(_MIN_WIDTH, min(width + 2, _MAX_WIDTH))
-        for col in self.wrapped | set(text_columns):
+        for col in self.wrapped - self.prewrapped:  # other columns that turned out to hold long text
             for (cell,) in self.ws.iter_rows(min_row=1, min_col=col, max_col=col):
                 if isinstance(cell.value, str) and not cell.font.bold:
                     cell.alignment = self._wrap
@@ -354,7 +363,8 @@ def _data_sheet(wb, title: str, records: list[dict[str, Any]], freeze: str) -> N
 
     sheet = _Sheet(wb.create_sheet(title))
     header = list(records[0]) if records else []
-    last = sheet.table(1, header, records)
+    prose = tuple(h for h in header if h.rsplit("] ", 1)[-1] in ("prompt", "response", "ground_truth"))
+    last = sheet.table(1, header, records, text=prose)
     ws = sheet.ws
     ws.freeze_panes = freeze
     if header:
@@ -364,8 +374,7 @@ def _data_sheet(wb, title: str, records: list[dict[str, Any]], freeze: str) -> N
             prefix = name[: -len("correct")]
             responses = [c for c, h in enumerate(header, start=1) if h == prefix + "response"]
             _fill_correct(ws, col, 2, last, responses)
-    text = {c for c, h in enumerate(header, start=1) if h.rsplit("] ", 1)[-1] in ("prompt", "response", "ground_truth")}
-    sheet.finish(text)
+    sheet.finish()
 
 
 def _summary_sheet(ws, settings: dict[str, Any], summary: list[dict[str, Any]], models: list[dict[str, Any]]) -> None:
