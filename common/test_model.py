@@ -33,6 +33,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -434,7 +435,7 @@ def run_batch(args: argparse.Namespace, explicit_kwargs: dict | None = None) -> 
         "reward_timeout_s": args.reward_timeout_s or "none (in process)",
         "system_prompt": args.system_prompt or "",
         "created": datetime.now().isoformat(timespec="seconds"),
-        "command": " ".join(["./test.sh", *getattr(args, "argv", [])]),
+        "command": shlex.join(["./test.sh", *getattr(args, "argv", [])]),
     }
     payload = write_report(output, settings, rows, results)
     for s in payload["summary"]:

@@ -355,11 +355,11 @@ def test_single_mode_reads_the_run_folder_kwargs(run_folder, monkeypatch, caplog
 
 def test_sigterm_mid_generation_leaves_nothing(tiny_model_dir, repo_root, tmp_path):
     src = tmp_path / "d.json"
-    src.write_text(json.dumps(gsm8k_rows(16)))
+    src.write_text(json.dumps(gsm8k_rows(8)))
     out = tmp_path / "r.xlsx"
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # 8 prompts x 4,000 tokens: minutes of generation, stopped in its first seconds
         [str(repo_root / "test.sh"), "--model_path", str(tiny_model_dir), "--batch", "--input_file", str(src),
-         "--output_file", str(out), "--max_new_tokens", "4000", "--batch_size", "16"],
+         "--output_file", str(out), "--max_new_tokens", "4000", "--batch_size", "4"],
         stderr=subprocess.PIPE, text=True,
     )
     seen = ""
