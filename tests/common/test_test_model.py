@@ -284,6 +284,14 @@ def test_default_output_goes_to_outputs_eval(tiny_model_dir, data_json, default_
     assert sorted(p.name for p in data_json.parent.iterdir()) == before  # nothing next to the input
 
 
+def test_unwritable_default_folder_is_one_line(tiny_model_dir, data_json, monkeypatch, capsys):
+    monkeypatch.setattr("common.test_model.DEFAULT_OUTPUT_DIR", Path("/proc/eval"))  # not writable, even for root
+    assert main(["--model_path", str(tiny_model_dir), "--batch", "--input_file", str(data_json), *FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: default report folder /proc/eval cannot be written") and "--output_file" in err
+    assert len(err.splitlines()) == 1
+
+
 def test_force_replaces_and_says_so(tiny_model_dir, data_json, tmp_path, capsys):
     out = tmp_path / "r.json"
     out.write_text("an earlier report")
