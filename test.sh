@@ -2,10 +2,10 @@
 # Test a trained model: interactive chat, or a batch evaluation written to Excel/JSON.
 #
 #   ./test.sh --model_path PATH                                        # chat (--single)
-#   ./test.sh --model_path PATH --batch --input_file test_data.json    # report .xlsx
+#   ./test.sh --model_path PATH --batch --input_file test_data.json    # report in outputs/eval/
 #   ./test.sh --help                                                   # every option
 #
-# PATH: a Hugging Face folder/id or a verl checkpoint (merged once, cached next to it).
+# PATH: a Hugging Face folder/id, a run folder or a verl checkpoint (merged once, cached next to it).
 set -euo pipefail
 
 # ---------------------------------------------------------------- Paths

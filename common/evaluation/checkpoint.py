@@ -9,12 +9,22 @@ Offers:
   * a verl experiment folder (trainer.default_local_dir): latest_checkpointed_iteration.txt picks
     the step, else the highest global_step_N; a checkpoints/ tree below it is searched too;
   * a global_step_N folder (RL layout: global_step_N/actor/; SFT layout: shards in the folder);
-  * an actor/ folder (fsdp_config.json + model_world_size_W_rank_R.pt + huggingface/).
+  * an actor/ folder (fsdp_config.json + model_world_size_W_rank_R.pt + huggingface/), or its
+    huggingface_merged/ cache (checked like any cache below).
 - merge_fsdp_checkpoint(actor_dir): runs verl's own FSDPModelMerger (the code behind
   `python -m verl.model_merger merge --backend fsdp`) into a temporary sibling folder and renames
   it to actor_dir/huggingface_merged, so an interrupted merge is never reused. LoRA checkpoints:
   verl's merger writes the base weights plus lora_adapter/; we fold the adapter into the base
   weights with peft (merge_and_unload) so both backends load one plain folder.
+- merged_folder_problem(folder, source_hf_dir) -> str | None: why a cached merge cannot be used
+  (config.json missing or unreadable, tokenizer files missing or cut, a shard named by the
+  index missing, a .safetensors file truncated or with a broken header, a .bin that is not a
+  complete zip), or None. It reads headers only, not the weights. An unusable cache is merged
+  again into a temporary folder and swapped in by rename: there is never a half folder under
+  the cache's name.
+- find_run_dir(path) -> Path | None: the run folder (config.yaml beside run.json or
+  checkpoints/) that holds path, when path is one or lies inside one.
+- run_chat_template_kwargs(run_dir) -> dict: data.apply_chat_template_kwargs of its config.yaml.
 - CheckpointError: every path problem, with what was expected and how to fix it.
 """
 
@@ -38,6 +48,12 @@ TRACKER_FILENAME = "latest_checkpointed_iteration.txt"
 _STEP_RE = re.compile(r"^global_step_(\d+)$")
 # verl's default_local_dir is checkpoints/PROJECT/EXPERIMENT: 3 levels below a repo root.
 _SEARCH_DEPTH = 3
+# RUN/checkpoints/global_step_N/actor/huggingface_merged is 4 levels below the run folder.
+_RUN_DIR_DEPTH = 5
+# Tokenizer files: when the checkpoint's huggingface/ has one, the merged folder must have it too.
+_TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "tokenizer.model", "vocab.json", "merges.txt", "vocab.txt")
+# A safetensors header is a few KB to a few MB; more than 100 MB means the length bytes are garbage.
+_MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
 
 
 class CheckpointError(ValueError):
@@ -51,6 +67,7 @@ class ResolvedModel:
     label: str  # short name for reports
     checkpoint_dir: str | None = None  # the verl actor folder, when it was a checkpoint
     merged_now: bool = False  # True when this call ran the merger (False: cache reused)
+    run_dir: str | None = None  # the run folder holding it (config.yaml), when there is one
 
 
 def _is_fsdp_shard_dir(path: Path) -> bool:
@@ -124,9 +141,91 @@ def _label_for(path: Path, actor_dir: Path | None) -> str:
     return f"{step_dir.parent.name}/{step_dir.name}"
 
 
-def _merged_is_complete(folder: Path) -> bool:
-    weights = list(folder.glob("*.safetensors")) + list(folder.glob("pytorch_model*.bin"))
-    return (folder / "config.json").is_file() and bool(weights)
+def _safetensors_problem(path: Path) -> str | None:
+    """Why path is not a whole safetensors file (header length, JSON header, data size), or None."""
+    import struct
+
+    size = path.stat().st_size
+    if size < 8:
+        return f"{path.name} is {size} bytes long, not a safetensors file"
+    with path.open("rb") as f:
+        (header_len,) = struct.unpack("<Q", f.read(8))
+        if header_len > min(size - 8, _MAX_SAFETENSORS_HEADER):
+            return f"{path.name} has a broken header (length {header_len:,} in a {size:,}-byte file)"
+        try:
+            header = json.loads(f.read(header_len))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return f"{path.name} has a broken header (not JSON)"
+    if not isinstance(header, dict):
+        return f"{path.name} has a broken header (not a JSON object)"
+    end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    expected = 8 + header_len + end
+    if size != expected:
+        return f"{path.name} is truncated: {size:,} of {expected:,} bytes" if size < expected else (
+            f"{path.name} has {size - expected:,} bytes more than its header describes"
+        )
+    return None
+
+
+def _weights_problem(folder: Path) -> str | None:
+    import zipfile
+
+    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        index = folder / index_name
+        if index.is_file():
+            try:
+                weight_map = json.loads(index.read_text())["weight_map"]
+            except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+                return f"{index_name} is unreadable"
+            for shard in sorted(set(weight_map.values())):
+                if not (folder / shard).is_file():
+                    return f"shard {shard} named by {index_name} is missing"
+            shards = sorted(folder / s for s in set(weight_map.values()))
+            break
+    else:
+        shards = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
+    if not shards:
+        return "no weights (*.safetensors or pytorch_model*.bin)"
+    for shard in shards:
+        if shard.suffix == ".safetensors":
+            problem = _safetensors_problem(shard)
+            if problem:
+                return problem
+        else:  # torch.save writes a zip whose directory sits at the end: a cut file has none
+            try:
+                with zipfile.ZipFile(shard):
+                    pass
+            except (zipfile.BadZipFile, OSError):
+                return f"{shard.name} is truncated or not a torch checkpoint"
+    return None
+
+
+def merged_folder_problem(folder: Path, source_hf_dir: Path | None = None) -> str | None:
+    """Why the merged folder cannot be used, or None (see the module docstring)."""
+    if not folder.is_dir():
+        return "not there"
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except FileNotFoundError:
+        return "config.json is missing"
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return "config.json is not valid JSON"
+    if not isinstance(config, dict):
+        return "config.json is not a JSON object"
+    wanted = [n for n in _TOKENIZER_FILES if source_hf_dir is not None and (source_hf_dir / n).is_file()]
+    for name in wanted:
+        if not (folder / name).is_file():
+            return f"tokenizer file {name} is missing"
+        if name.endswith(".json"):
+            try:
+                json.loads((folder / name).read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                return f"tokenizer file {name} is cut or not valid JSON"
+    return _weights_problem(folder)
+
+
+def _merged_is_complete(folder: Path, source_hf_dir: Path | None = None) -> bool:
+    return merged_folder_problem(folder, source_hf_dir) is None
 
 
 def _fold_lora_adapter(folder: Path) -> None:
@@ -155,10 +254,14 @@ def _fold_lora_adapter(folder: Path) -> None:
 def merge_fsdp_checkpoint(actor_dir: Path) -> tuple[Path, bool]:
     """Merge actor_dir into actor_dir/huggingface_merged once; return (folder, merged_now)."""
     target = actor_dir / MERGED_DIRNAME
-    if _merged_is_complete(target):
+    source_hf = actor_dir / "huggingface"
+    problem = merged_folder_problem(target, source_hf)
+    if problem is None:
         logger.info("reusing merged model %s", target)
         return target, False
-    if not (actor_dir / "huggingface" / "config.json").is_file():
+    if target.exists():
+        logger.warning("cached merged model %s cannot be used (%s): merging the checkpoint again", target, problem)
+    if not (source_hf / "config.json").is_file():
         raise CheckpointError(
             f"{actor_dir}: missing huggingface/config.json, which verl's merger needs "
             "(FSDPCheckpointManager writes it on rank 0 with every checkpoint)"
@@ -172,6 +275,14 @@ def merge_fsdp_checkpoint(actor_dir: Path) -> tuple[Path, bool]:
     from verl.model_merger.base_model_merger import ModelMergerConfig
     from verl.model_merger.fsdp_model_merger import FSDPModelMerger
 
+    for old in actor_dir.glob(f".{MERGED_DIRNAME}.old-*"):  # a swap interrupted after its renames
+        shutil.rmtree(old, ignore_errors=True)
+    leftovers = sorted(actor_dir.glob(f".{MERGED_DIRNAME}.tmp-*"))
+    if leftovers:
+        logger.warning(
+            "%s: %d temporary folder(s) of interrupted merges (%s); delete them if no merge is running",
+            actor_dir, len(leftovers), ", ".join(p.name for p in leftovers),
+        )
     tmp = Path(tempfile.mkdtemp(prefix=f".{MERGED_DIRNAME}.tmp-", dir=actor_dir))
     logger.info("merging verl checkpoint %s (one time; cached in %s)", actor_dir, target)
     try:
@@ -190,14 +301,26 @@ def merge_fsdp_checkpoint(actor_dir: Path) -> tuple[Path, bool]:
             if (tmp / "lora_adapter").is_dir():
                 _fold_lora_adapter(tmp)
         (tmp / "merged_from.json").write_text(json.dumps({"checkpoint": str(actor_dir.resolve())}, indent=2))
+        problem = merged_folder_problem(tmp, source_hf)
+        if problem is not None:
+            raise CheckpointError(f"{actor_dir}: verl's model merger wrote an unusable folder ({problem})")
+        old = None
+        if target.exists() and merged_folder_problem(target, source_hf) is not None:
+            # Swap the unusable cache out by rename: the cache name holds the old or the new
+            # folder, never a half-deleted one.
+            old = Path(tempfile.mkdtemp(prefix=f".{MERGED_DIRNAME}.old-", dir=actor_dir))
+            os.rename(target, old / MERGED_DIRNAME)
         try:
             os.rename(tmp, target)
         except OSError:
             # Another process finished the same merge first: use its result.
-            if not _merged_is_complete(target):
+            if not _merged_is_complete(target, source_hf):
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
             return target, False
+        finally:
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -215,12 +338,15 @@ def resolve_model(path: str) -> ResolvedModel:
     if not p.is_dir():
         raise CheckpointError(f"--model_path {path}: expected a folder, got a file")
     actor_dir: Path | None = None
+    run_dir = find_run_dir(p)
     if _is_fsdp_shard_dir(p):
         actor_dir = p
+    elif p.name == MERGED_DIRNAME and _is_fsdp_shard_dir(p.parent):
+        actor_dir = p.parent  # the cache itself: checked (and merged again if unusable) like any cache
     elif _STEP_RE.match(p.name):
         actor_dir = _actor_dir_of_step(p)
     elif (p / "config.json").is_file():
-        return ResolvedModel(path, str(p), _label_for(p, None))
+        return ResolvedModel(path, str(p), _label_for(p, None), run_dir=_str(run_dir))
     else:
         actor_dir = _experiment_actor_dir(p)
         if actor_dir is None:
@@ -233,4 +359,43 @@ def resolve_model(path: str) -> ResolvedModel:
             f"checkpoint ({TRACKER_FILENAME}, global_step_N/actor/ with fsdp_config.json)"
         )
     merged, merged_now = merge_fsdp_checkpoint(actor_dir)
-    return ResolvedModel(path, str(merged), _label_for(p, actor_dir), str(actor_dir), merged_now)
+    return ResolvedModel(
+        path, str(merged), _label_for(p, actor_dir), str(actor_dir), merged_now, _str(run_dir or find_run_dir(actor_dir))
+    )
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def find_run_dir(path: Path) -> Path | None:
+    """The run folder (config.yaml beside run.json or checkpoints/) at or above path, or None."""
+    path = Path(path).resolve()
+    for candidate in [path, *path.parents][: _RUN_DIR_DEPTH + 1]:
+        if (candidate / "config.yaml").is_file() and (
+            (candidate / "run.json").is_file() or (candidate / "checkpoints").is_dir()
+        ):
+            return candidate
+    return None
+
+
+def run_chat_template_kwargs(run_dir: Path) -> dict:
+    """data.apply_chat_template_kwargs of run_dir/config.yaml ({} when the key is absent or null)."""
+    import yaml
+
+    config_file = Path(run_dir) / "config.yaml"
+    fix = "fix it, or pass --chat_template_kwargs '{...}' to set them yourself"
+    try:
+        config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{config_file}: cannot read it ({first}); {fix}") from None
+    data = config.get("data") if isinstance(config, dict) else None
+    value = data.get("apply_chat_template_kwargs") if isinstance(data, dict) else None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CheckpointError(
+            f"{config_file}: data.apply_chat_template_kwargs is {type(value).__name__}, expected a mapping; {fix}"
+        )
+    return value

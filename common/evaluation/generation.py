@@ -6,17 +6,23 @@
 
 Offers:
 - TEMPLATES / render_prompt(): "auto" (the tokenizer's own chat template) or a forced one
-  ("default" plain User:/Assistant:, "chatml", "llama" = Llama-3 headers), each with its stop marker.
-- Sample: text, tokens, truncated (max_new_tokens reached without a stop), latency_s.
+  ("default" plain User:/Assistant:, "chatml", "llama" = Llama-3 headers), each with its stop marker;
+  chat_template_kwargs (e.g. {"enable_thinking": false}) go to the template as verl's
+  data.apply_chat_template_kwargs do in training.
+- parse_chat_template_kwargs(text, where): a JSON object or ValueError naming where it came from.
+- Sample: text, tokens, truncated (max_new_tokens reached without a stop), latency_s (the call
+  that produced it: a whole batch in batch mode).
 - HFGenerator: batched generate() with left padding, prompts sorted by length (less padding),
   bf16 on GPU / fp32 on CPU; stream_chat() for the interactive mode (TextIteratorStreamer).
-- VLLMGenerator: vllm.LLM + SamplingParams(n=K, seed); vllm_unavailable_reason() says why it
-  cannot run here (not installed, no GPU).
+- VLLMGenerator: vllm.LLM + SamplingParams(n=K, seed, top_p); vllm_unavailable_reason() says
+  why it cannot run here (not installed, no GPU).
+- ModelLoadError: the model folder or id cannot be loaded (one line, the cause included).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import threading
 import time
@@ -53,6 +59,24 @@ TEMPLATES: dict[str, tuple[str | None, str | None]] = {
 }
 
 
+class ModelLoadError(RuntimeError):
+    """--model_path names something transformers/vLLM cannot load."""
+
+
+def parse_chat_template_kwargs(text: str, where: str = "--chat_template_kwargs") -> dict:
+    """
+    >>> parse_chat_template_kwargs('{"enable_thinking": false}')
+    {'enable_thinking': False}
+    """
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: expected a JSON object such as '{{\"enable_thinking\": false}}', got {text!r}")
+    return value
+
+
 @dataclass
 class Sample:
     text: str
@@ -61,7 +85,7 @@ class Sample:
     latency_s: float
 
 
-def render_prompt(tokenizer, messages: list[dict[str, str]], template: str) -> str:
+def render_prompt(tokenizer, messages: list[dict[str, str]], template: str, chat_template_kwargs: dict | None = None) -> str:
     """The prompt text for messages under the chosen template (generation prompt added)."""
     if template not in TEMPLATES:
         raise ValueError(f"--template {template}: choose one of {', '.join(TEMPLATES)}")
@@ -71,7 +95,8 @@ def render_prompt(tokenizer, messages: list[dict[str, str]], template: str) -> s
             "the model's tokenizer has no chat template; pass --template default, chatml or llama"
         )
     return tokenizer.apply_chat_template(
-        messages, chat_template=chat_template, add_generation_prompt=True, tokenize=False
+        messages, chat_template=chat_template, add_generation_prompt=True, tokenize=False,
+        **(chat_template_kwargs or {}),
     )
 
 
@@ -91,22 +116,29 @@ class HFGenerator:
 
     backend = "transformers"
 
-    def __init__(self, model_path: str, template: str = "auto", device: str = "auto"):
+    def __init__(
+        self, model_path: str, template: str = "auto", device: str = "auto", chat_template_kwargs: dict | None = None
+    ):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        if template not in TEMPLATES:
+            raise ValueError(f"--template {template}: choose one of {', '.join(TEMPLATES)}")
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = device
         # bf16 halves memory on GPU; CPU bf16 matmuls are slow and lossy, so fp32 there.
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path, padding_side="left")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model_path, padding_side="left")
+            self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(device).eval()
+        except Exception as exc:  # OSError, SafetensorError, ValueError, ...: one line, not a traceback
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ModelLoadError(f"cannot load the model from {model_path}: {type(exc).__name__}: {first}") from exc
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(device).eval()
         self.template = template
-        if template not in TEMPLATES:
-            raise ValueError(f"--template {template}: choose one of {', '.join(TEMPLATES)}")
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.stop_ids, self.stop_string = self._stop_markers()
 
     def _stop_markers(self) -> tuple[set[int], str | None]:
@@ -124,9 +156,9 @@ class HFGenerator:
         return ids, marker  # not one token in this vocabulary: stop on the string instead
 
     def prompt_text(self, messages: list[dict[str, str]]) -> str:
-        return render_prompt(self.tokenizer, messages, self.template)
+        return render_prompt(self.tokenizer, messages, self.template, self.chat_template_kwargs)
 
-    def _gen_kwargs(self, temperature: float, max_new_tokens: int) -> dict:
+    def _gen_kwargs(self, temperature: float, max_new_tokens: int, top_p: float = 1.0) -> dict:
         kwargs = dict(
             max_new_tokens=max_new_tokens,
             do_sample=temperature > 0,
@@ -134,8 +166,8 @@ class HFGenerator:
             pad_token_id=self.tokenizer.pad_token_id,
         )
         if temperature > 0:
-            # top_k=0 / top_p=1.0: plain temperature sampling, as vLLM's defaults (HF defaults top_k=50).
-            kwargs.update(temperature=temperature, top_k=0, top_p=1.0)
+            # top_k=0: no top-k cut, as vLLM's default (HF's default is top_k=50); top_p=1.0 keeps all.
+            kwargs.update(temperature=temperature, top_k=0, top_p=top_p)
         else:
             kwargs.update(temperature=None, top_k=None, top_p=None)
         if self.stop_string:
@@ -163,6 +195,7 @@ class HFGenerator:
         batch_size: int = 8,
         seed: int = 0,
         progress: Callable[[int], None] | None = None,
+        top_p: float = 1.0,
     ) -> list[list[Sample]]:
         """n_samples Samples per prompt, in input order; progress(k) is called after k more samples."""
         import torch
@@ -174,7 +207,7 @@ class HFGenerator:
         # Longest first: similar lengths share a batch (less padding) and an out-of-memory shows at once.
         order = sorted(range(len(texts)), key=lambda i: -lengths[i])
         results: list[list[Sample]] = [[] for _ in texts]
-        kwargs = self._gen_kwargs(temperature, max_new_tokens)
+        kwargs = self._gen_kwargs(temperature, max_new_tokens, top_p)
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             enc = self.tokenizer(
@@ -193,7 +226,7 @@ class HFGenerator:
         return results
 
     def stream_chat(
-        self, messages: list[dict[str, str]], temperature: float, max_new_tokens: int
+        self, messages: list[dict[str, str]], temperature: float, max_new_tokens: int, top_p: float = 1.0
     ) -> Iterator[str | Sample]:
         """Yield text pieces as they are generated, then the final Sample."""
         import torch
@@ -207,7 +240,7 @@ class HFGenerator:
             try:
                 with torch.inference_mode():
                     holder["out"] = self.model.generate(
-                        **enc, streamer=streamer, **self._gen_kwargs(temperature, max_new_tokens)
+                        **enc, streamer=streamer, **self._gen_kwargs(temperature, max_new_tokens, top_p)
                     )
             except BaseException as exc:  # surfaced in the caller's thread below
                 holder["error"] = exc
@@ -237,36 +270,46 @@ class VLLMGenerator:
 
     backend = "vllm"
 
-    def __init__(self, model_path: str, template: str = "auto", device: str = "auto"):
+    def __init__(
+        self, model_path: str, template: str = "auto", device: str = "auto", chat_template_kwargs: dict | None = None
+    ):
         reason = vllm_unavailable_reason()
         if reason:
             raise RuntimeError(reason)
         from vllm import LLM
 
-        self.llm = LLM(model=model_path)
+        try:
+            self.llm = LLM(model=model_path)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ModelLoadError(f"cannot load the model from {model_path} with vLLM: {type(exc).__name__}: {first}") from exc
         self.tokenizer = self.llm.get_tokenizer()
         self.template = template
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.stop_string = TEMPLATES[template][1] if template in TEMPLATES else None
 
     def prompt_text(self, messages: list[dict[str, str]]) -> str:
-        return render_prompt(self.tokenizer, messages, self.template)
+        return render_prompt(self.tokenizer, messages, self.template, self.chat_template_kwargs)
 
-    def _params(self, n: int, temperature: float, max_new_tokens: int, seed: int):
+    def _params(self, n: int, temperature: float, max_new_tokens: int, seed: int, top_p: float = 1.0):
         from vllm import SamplingParams
 
         return SamplingParams(
             n=n,
             temperature=temperature,
+            top_p=top_p,
             max_tokens=max_new_tokens,
             seed=seed,
             stop=[self.stop_string] if self.stop_string else None,
         )
 
-    def generate(self, prompts, n_samples=1, temperature=0.7, max_new_tokens=512, batch_size=8, seed=0, progress=None):
+    def generate(
+        self, prompts, n_samples=1, temperature=0.7, max_new_tokens=512, batch_size=8, seed=0, progress=None, top_p=1.0
+    ):
         # vLLM schedules its own batches (continuous batching): batch_size is not used here.
         texts = [self.prompt_text(m) for m in prompts]
         t0 = time.perf_counter()
-        outputs = self.llm.generate(texts, self._params(n_samples, temperature, max_new_tokens, seed))
+        outputs = self.llm.generate(texts, self._params(n_samples, temperature, max_new_tokens, seed, top_p))
         latency = time.perf_counter() - t0
         results = []
         for out in outputs:
@@ -285,8 +328,8 @@ class VLLMGenerator:
             progress(len(texts) * n_samples)
         return results
 
-    def stream_chat(self, messages, temperature, max_new_tokens):
+    def stream_chat(self, messages, temperature, max_new_tokens, top_p=1.0):
         # The offline LLM API does not stream: the whole answer comes at once.
-        sample = self.generate([messages], 1, temperature, max_new_tokens, seed=int(time.time()))[0][0]
+        sample = self.generate([messages], 1, temperature, max_new_tokens, seed=int(time.time()), top_p=top_p)[0][0]
         yield sample.text
         yield sample

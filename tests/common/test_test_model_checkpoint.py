@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +24,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from common.evaluation.checkpoint import CheckpointError, resolve_model
+from common.evaluation.checkpoint import (
+    CheckpointError,
+    find_run_dir,
+    merged_folder_problem,
+    resolve_model,
+    run_chat_template_kwargs,
+)
 from common.test_model import main
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -135,6 +143,168 @@ def test_interrupted_merge_is_not_reused(experiment, monkeypatch):
     assert resolve_model(str(actor.parent)).merged_now  # the next run merges for real
 
 
+def _truncate(folder: Path) -> None:
+    weights = folder / "model.safetensors"
+    with weights.open("r+b") as f:
+        f.truncate(weights.stat().st_size // 2)  # a copy or a disk that ran out half way
+
+
+def _garbage_header(folder: Path) -> None:
+    weights = folder / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(struct.pack("<Q", 10**12) + data[8:])
+
+
+def _missing_shard(folder: Path) -> None:
+    # a sharded save whose second shard never arrived
+    (folder / "model.safetensors").rename(folder / "model-00001-of-00002.safetensors")
+    index = {"metadata": {}, "weight_map": {"lm_head.weight": "model-00002-of-00002.safetensors",
+                                            "model.norm.weight": "model-00001-of-00002.safetensors"}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+
+
+def _cut(name: str):
+    def corrupt(folder: Path) -> None:
+        text = (folder / name).read_text()
+        (folder / name).write_text(text[: len(text) // 2])
+
+    return corrupt
+
+
+CORRUPTIONS = [
+    ("truncated weights", _truncate, "model.safetensors is truncated"),
+    ("garbage header", _garbage_header, "model.safetensors has a broken header"),
+    ("missing shard", _missing_shard, "shard model-00002-of-00002.safetensors named by"),
+    ("no config", lambda f: (f / "config.json").unlink(), "config.json is missing"),
+    ("cut config", _cut("config.json"), "config.json is not valid JSON"),
+    ("no tokenizer", lambda f: (f / "tokenizer.json").unlink(), "tokenizer file tokenizer.json is missing"),
+    ("cut tokenizer", _cut("tokenizer.json"), "tokenizer file tokenizer.json is cut"),
+    ("no weights", lambda f: (f / "model.safetensors").unlink(), "no weights"),
+]
+
+
+@pytest.mark.parametrize("name,corrupt,problem", CORRUPTIONS, ids=[c[0] for c in CORRUPTIONS])
+def test_unusable_merged_cache_is_merged_again(experiment, caplog, name, corrupt, problem):
+    actor = experiment / "global_step_2" / "actor"
+    cache = Path(resolve_model(str(actor)).hf_path)  # merged (now or by an earlier test)
+    good = (cache / "model.safetensors").read_bytes()
+    corrupt(cache)
+    assert problem in merged_folder_problem(cache, actor / "huggingface")
+    again = resolve_model(str(experiment))
+    assert again.merged_now and Path(again.hf_path) == cache
+    assert problem in caplog.text and "merging the checkpoint again" in caplog.text
+    assert merged_folder_problem(cache, actor / "huggingface") is None
+    merged, reference = load_file(cache / "model.safetensors"), load_file_bytes(good)
+    assert merged.keys() == reference.keys() and all(torch.equal(merged[k], reference[k]) for k in merged)
+    assert not [p.name for p in actor.iterdir() if p.name.startswith(".huggingface_merged")]  # no temp, no old
+
+
+def load_file_bytes(data: bytes) -> dict:
+    from safetensors.torch import load
+
+    return load(data)
+
+
+def test_interrupted_remerge_keeps_the_old_folder_whole(experiment, monkeypatch):
+    actor = experiment / "global_step_1" / "actor"
+    cache = Path(resolve_model(str(actor)).hf_path)
+    (cache / "config.json").unlink()
+    before = sorted(p.name for p in cache.iterdir())
+
+    def interrupted(self):
+        Path(self.config.target_dir, "config.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("verl.model_merger.fsdp_model_merger.FSDPModelMerger.merge_and_save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        resolve_model(str(actor))
+    assert sorted(p.name for p in cache.iterdir()) == before  # neither swapped nor half deleted
+    assert not [p.name for p in actor.iterdir() if p.name.startswith(".huggingface_merged.")]
+    monkeypatch.undo()
+    assert resolve_model(str(actor)).merged_now and merged_folder_problem(cache, actor / "huggingface") is None
+
+
+def test_the_cache_folder_itself_is_checked_and_test_sh_runs(experiment, tmp_path):
+    actor = experiment / "global_step_2" / "actor"
+    cache = Path(resolve_model(str(actor)).hf_path)
+    _truncate(cache)  # what used to end in a SafetensorError traceback
+    data = tmp_path / "d.json"
+    data.write_text(json.dumps([{"prompt": "1 + 1 =", "ground_truth": "2"}]))
+    out = tmp_path / "r.json"
+    rc = main(["--model_path", str(cache), "--batch", "--input_file", str(data), "--output_file", str(out),
+               "--max_new_tokens", "4", "-q"])
+    assert rc == 0 and json.loads(out.read_text())["models"][0]["resolved_path"] == str(cache)
+    assert merged_folder_problem(cache, actor / "huggingface") is None
+
+
+def test_a_broken_model_folder_is_one_line_not_a_traceback(tiny_model_dir, tmp_path, capsys):
+    broken = tmp_path / "broken_model"
+    shutil.copytree(tiny_model_dir, broken)
+    _truncate(broken)  # a user's own folder: not ours to repair, but the error must be readable
+    data = tmp_path / "d.json"
+    data.write_text(json.dumps([{"prompt": "1 + 1 =", "ground_truth": "2"}]))
+    rc = main(["--model_path", str(broken), "--batch", "--input_file", str(data), "--output_file",
+               str(tmp_path / "r.json"), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith(f"error: cannot load the model from {broken}:") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "config,expected",
+    [
+        ("data:\n  apply_chat_template_kwargs:\n    enable_thinking: false\n", {"enable_thinking": False}),  # why: Qwen3
+        ("data:\n  apply_chat_template_kwargs: {}\n", {}),  # why: verl's default
+        ("data:\n  apply_chat_template_kwargs: null\n", {}),  # why: null is no arguments
+        ("data:\n  train_files: x\n", {}),  # why: an older config without the key
+        ("trainer:\n  total_epochs: 1\n", {}),  # why: no data section (not an RL config)
+    ],
+)
+def test_run_chat_template_kwargs(tmp_path, config, expected):
+    (tmp_path / "config.yaml").write_text(config)
+    assert run_chat_template_kwargs(tmp_path) == expected
+
+
+@pytest.mark.parametrize(
+    "config,fragment",
+    [
+        ("data: [unclosed\n", "cannot read it"),  # why: a hand-edited, broken file
+        ("data:\n  apply_chat_template_kwargs: [1, 2]\n", "is list, expected a mapping"),  # why: wrong type
+    ],
+)
+def test_run_chat_template_kwargs_errors_name_the_file_and_the_fix(tmp_path, config, fragment):
+    (tmp_path / "config.yaml").write_text(config)
+    with pytest.raises(CheckpointError) as err:
+        run_chat_template_kwargs(tmp_path)
+    assert str(tmp_path / "config.yaml") in str(err.value) and fragment in str(err.value)
+    assert "--chat_template_kwargs" in str(err.value)
+
+
+def test_find_run_dir_from_anything_inside_a_run(tmp_path):
+    run = tmp_path / "outputs" / "grpo-x"
+    deep = run / "checkpoints" / "global_step_5" / "actor" / "huggingface_merged"
+    deep.mkdir(parents=True)
+    (run / "config.yaml").write_text("data: {}\n")
+    (run / "run.json").write_text("{}")
+    for path in (run, run / "checkpoints", deep):
+        assert find_run_dir(path) == run.resolve()
+    assert find_run_dir(tmp_path / "outputs") is None  # above the run: not inside one
+    lone = tmp_path / "method"  # a config.yaml alone (e.g. grpo/config.yaml) is not a run folder
+    lone.mkdir()
+    (lone / "config.yaml").write_text("data: {}\n")
+    assert find_run_dir(lone) is None
+
+
+def test_run_folder_resolution_carries_the_run_dir(experiment, tmp_path):
+    run = tmp_path / "grpo-tiny"
+    shutil.copytree(experiment, run / "checkpoints", ignore=shutil.ignore_patterns("huggingface_merged", ".*"))
+    (run / "config.yaml").write_text("data:\n  apply_chat_template_kwargs:\n    enable_thinking: false\n")
+    (run / "run.json").write_text("{}")
+    resolved = resolve_model(str(run))
+    assert resolved.run_dir == str(run.resolve()) and resolved.label == "checkpoints/global_step_2"
+    assert run_chat_template_kwargs(Path(resolved.run_dir)) == {"enable_thinking": False}
+
+
 def test_batch_on_checkpoint_and_base_side_by_side(experiment, tmp_path):
     data = tmp_path / "d.json"
     data.write_text(json.dumps([{"prompt": f"{i} + 1 =", "ground_truth": str(i + 1)} for i in range(3)]))
@@ -144,9 +314,10 @@ def test_batch_on_checkpoint_and_base_side_by_side(experiment, tmp_path):
                "--output_file", str(out), "--max_new_tokens", "6", "-q"])
     assert rc == 0
     payload = json.loads(out.read_text())
-    assert [s["model"] for s in payload["summary"]] == ["base_model", "experiment/global_step_2"]
-    assert payload["summary"][1]["resolved_path"].endswith("global_step_2/actor/huggingface_merged")
-    assert "[experiment/global_step_2] response" in payload["results"][0]
+    assert [s["model"] for s in payload["models"]] == ["base_model", "experiment/global_step_2"]
+    assert payload["models"][1]["resolved_path"].endswith("global_step_2/actor/huggingface_merged")
+    assert payload["results"][3]["model"] == "experiment/global_step_2"
+    assert "[experiment/global_step_2] response" in payload["compare"][0]
 
 
 def test_lora_checkpoint_is_folded_into_the_base(tmp_path_factory):
