@@ -4,6 +4,7 @@
     echo "What is 2+3?" | ./test.sh --model_path PATH             # scripted: one prompt per line
     ./test.sh --model_path PATH --batch --input_file test_data.json [--output_file results.xlsx]
     ./test.sh --model_path BASE --model_path SFT --model_path RL --batch --input_file val.parquet
+    ./test.sh --model_path PATH --benchmark gsm8k [--limit 100]   # also math500, aime24 (common/hub_data.py)
 
 (./test.sh runs `python -m common.test_model "$@"` from the repository root.)
 
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     from common.evaluation.generation import TEMPLATES
     from common.evaluation.inputs import DEFAULT_DATA_SOURCE
     from common.evaluation.scoring import DEFAULT_REWARD
+    from common.hub_data import BENCHMARKS
 
     p = argparse.ArgumentParser(
         prog="test.sh",
@@ -62,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--input_file",
         help="--batch input: .json (list of {prompt, ground_truth, [data_source], [id]}), .jsonl, "
         f"or a verl RL .parquet; data_source defaults to {DEFAULT_DATA_SOURCE!r}",
+    )
+    p.add_argument(
+        "--benchmark",
+        choices=list(BENCHMARKS),
+        help="--batch on a standard test set instead of --input_file, loaded by name with `datasets` (cached "
+        "after the first download; or a local copy under $LOCAL_DATASETS_DIR): gsm8k = openai/gsm8k test, "
+        "math500 = HuggingFaceH4/MATH-500 test, aime24 = HuggingFaceH4/aime_2024; implies --batch",
     )
     p.add_argument(
         "--output_file",
@@ -96,8 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if args.batch and not args.input_file:
-        p.error("--batch needs --input_file")
+    if args.benchmark:
+        if args.single or args.input_file:
+            p.error("--benchmark is a --batch input: drop --single/--input_file")
+        args.batch = True
+    if args.batch and not args.input_file and not args.benchmark:
+        p.error("--batch needs --input_file (or --benchmark)")
     if not args.batch and (args.input_file or args.output_file):
         p.error("--input_file/--output_file need --batch")
     if not args.batch and len(args.model_path) > 1:
@@ -208,15 +221,22 @@ def run_batch(args: argparse.Namespace) -> Path:
     from common.evaluation.scoring import check_reward, load_reward, score_sample
 
     # Everything that can be checked is checked before the first (slow) generation.
-    rows, problems = load_rows(args.input_file, skip_bad_rows=args.skip_bad_rows, limit=args.limit)
+    if args.benchmark:
+        from common.hub_data import load_benchmark
+
+        rows, problems = load_benchmark(args.benchmark, limit=args.limit), []
+    else:
+        rows, problems = load_rows(args.input_file, skip_bad_rows=args.skip_bad_rows, limit=args.limit)
+    # A benchmark's report lands in the current folder as <benchmark>_results_<time>.xlsx.
+    source = args.input_file or args.benchmark
     for problem in problems:
-        logger.warning("%s: skipped %s", args.input_file, problem)
+        logger.warning("%s: skipped %s", source, problem)
     if args.system_prompt:
         for row in rows:
             if row.messages[0]["role"] != "system":
                 row.messages.insert(0, {"role": "system", "content": args.system_prompt})
-    output = Path(args.output_file) if args.output_file else default_output_path(args.input_file)
-    check_output_path(output, Path(args.input_file))
+    output = Path(args.output_file) if args.output_file else default_output_path(source)
+    check_output_path(output, Path(args.input_file) if args.input_file else None)
     reward_fn = load_reward(args.reward)
     check_reward(reward_fn, rows)
     resolved = [resolve_model(p) for p in args.model_path]
@@ -260,7 +280,7 @@ def run_batch(args: argparse.Namespace) -> Path:
         del generator  # free the model before loading the next one
 
     settings = {
-        "input_file": str(Path(args.input_file).resolve()),
+        "input_file": f"benchmark {args.benchmark}" if args.benchmark else str(Path(args.input_file).resolve()),
         "rows": len(rows),
         "skipped_bad_rows": len(problems),
         "n_samples": args.n_samples,
