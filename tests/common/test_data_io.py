@@ -136,6 +136,9 @@ def test_unreadable_inputs_are_one_line_errors(tmp_path, capsys, label, name, da
         assert fragment in err, (fragment, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # nothing written
     assert src.read_bytes() == data
+    # validate reads through the same reader: the same line, and a failing exit status.
+    assert du.main(["validate", str(src), "--no_progress"]) == 1
+    assert capsys.readouterr().err == err
 
 
 def test_unknown_encoding_option(tmp_path):

@@ -94,9 +94,9 @@ def local(monkeypatch, mirror) -> Path:
 
 
 def subprocess_env(**extra) -> dict:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **extra}
-    env.pop(hd.LOCAL_DIR_ENV, None) if hd.LOCAL_DIR_ENV not in extra else None
-    return env
+    """The environment of a child run: offline, no local-copy folder unless given."""
+    env = {k: v for k, v in os.environ.items() if k != hd.LOCAL_DIR_ENV}
+    return {**env, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **extra}
 
 
 # ---------------------------------------------------------------- rl --hf_dataset
