@@ -2,66 +2,99 @@
 
     python -m common.data_utils rl  train.jsonl data/train.parquet
     python -m common.data_utils rl  gsm8k_train.jsonl data/train.parquet --preset gsm8k
-    python -m common.data_utils rl  math.json data/train.parquet --preset math \\
-        --prompt_template "{prompt} Let's think step by step and put your final answer within \\\\boxed{{}}."
+    python -m common.data_utils rl  math.json data/train.parquet --preset math
     python -m common.data_utils rl  my.jsonl out.parquet --prompt_field q --answer_field a --data_source my/set
+    python -m common.data_utils rl  --hf_dataset openai/gsm8k --split train data/gsm8k_train.parquet
+    python -m common.data_utils rl  --hf_dataset HuggingFaceH4/MATH-500 --split test data/math500.parquet
     python -m common.data_utils sft alpaca.json sft/data/train.parquet            # format auto-detected
     python -m common.data_utils sft chats.csv out.parquet --format sharegpt
+    python -m common.data_utils sft --hf_dataset HuggingFaceH4/ultrachat_200k --split train_sft out.parquet
     python -m common.data_utils validate grpo/data/train.parquet                  # RL or SFT, by columns
     python -m common.data_utils rl --help
 
 Offers:
-- json_to_parquet(input_path, output_path, ...): JSON (a list), JSONL or CSV rows -> verl's RL
-  schema (`data_source`, `prompt` [{role, content}], `ability`, `reward_model` {style, ground_truth},
-  `extra_info` {split, index, ...}), the parquet that `verl.utils.dataset.rl_dataset.RLHFDataset`
-  reads. Row formats: `plain` ({prompt, ground_truth}, optional data_source (default
-  "openai/gsm8k") and id; what the batch evaluator reads), `verl` (already in the schema: validated, passed through), presets `gsm8k`
-  (question/answer with "#### N") and `math` (problem/solution with \\boxed{}), and `fields`
-  (any JSON, mapped with prompt_field/answer_field). `auto` (the default) picks one per row.
+- json_to_parquet(input_path, output_path, ...): JSON (a list, or an object holding one such as
+  {"data": [...]}), JSONL, CSV or a dataset by name (common.hub_data.HubSource) -> verl's RL
+  schema (`data_source`, `prompt` [{role, content}], `ability`, `reward_model` {style,
+  ground_truth}, `extra_info` {split, index, ...}), the parquet that
+  `verl.utils.dataset.rl_dataset.RLHFDataset` reads. Row formats: `plain` ({prompt,
+  ground_truth}, optional data_source (default "openai/gsm8k") and id; what the batch evaluator
+  reads), `verl` (already in the schema: validated, passed through), presets `gsm8k`
+  (question/answer with "#### N") and `math` (problem with answer, or solution with \\boxed{}),
+  and `fields` (any JSON, mapped with prompt_field/answer_field). `auto` (the default) picks one
+  per row. A preset also appends its instruction to every prompt (PRESET_INSTRUCTIONS, the
+  bundled data's `#### N` instruction for gsm8k), unless prompt_template says otherwise.
 - sft_to_parquet(input_path, output_path, ...): Alpaca, ShareGPT, OpenAI `messages` or
   prompt/response rows -> a parquet with a `messages` column, the format verl's SFT trainer
   (`MultiTurnSFTDataset`) reads. The format is detected per file; `fmt=` overrides it.
 - validate_file(path): reports bad rows of an RL or SFT parquet/JSON/JSONL/CSV (or of rows the
-  `rl` command would convert, such as the batch evaluator's test.json) by row number.
+  `rl` command would convert, such as the batch evaluator's test.json) by row number; a file
+  that cannot be read (a damaged parquet page, a wrong encoding) is a DataError.
 - Row builders, one per format (like `make_map_fn` in verl's examples/data_preprocess/gsm8k.py):
   make_rl_row_fn(...), SFT_BUILDERS; checks: check_rl_row(row), check_messages(messages);
   answer extractors: extract_hash_answer(text), extract_last_boxed(text).
-- write_parquet(rows, path): atomic parquet writer used by the bundled-data generator.
+- FileSource(path, encoding): a file as a record source; any object with `name` and
+  `records(progress, desc)` (such as common.hub_data.HubSource) converts the same way.
+- Reading and writing live in common/data_io.py (re-exported here: iter_records, write_parquet,
+  AtomicParquetWriter, file_mode, DataError, RowError).
 
 Every conversion streams its input (JSONL/CSV line by line), writes parquet in row groups of
 `batch_size` rows, shows a tqdm bar, and writes atomically: a temp file in the output folder,
-renamed over the output only when everything succeeded; on an error or Ctrl-C nothing is left.
-The input is never modified; output == input is refused. Bad rows are rejected with their
-row number and reason (`strict=True` / `--strict` fails the run instead, before anything is
-written); zero rows written is an error. JSON arrays are parsed whole (a JSON array cannot be
-read row by row with the standard library): use JSONL for files that do not fit in memory.
+renamed over the output only when everything succeeded; on an error, Ctrl-C or SIGTERM nothing
+is left. The input is never modified; output == input is refused. Text files are read as UTF-8
+(a byte-order mark, as Excel's "CSV UTF-8" writes, is honoured; `encoding=` / --encoding names
+another). Bad rows are rejected with their row number and reason, and a warning (logging) names
+them; rows repeating an `id` are counted and warned about; `strict=True` / `--strict` fails the
+run instead, before anything is written. Zero rows written is an error. JSON documents are parsed
+whole (a JSON list cannot be read row by row with the standard library): use JSONL for files that
+do not fit in memory.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
+import contextlib
+import logging
 import math
-import os
 import re
 import sys
-import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-from tqdm import tqdm
+from common.data_io import (
+    DEFAULT_BATCH_SIZE,
+    AtomicParquetWriter,
+    DataError,
+    RowError,
+    Terminated,
+    check_output_path,
+    file_mode,
+    iter_records,
+    rows_schema,
+    unify_schemas,
+    write_parquet,
+)
+
+__all__ = [
+    "AtomicParquetWriter", "DataError", "FileSource", "GSM8K_INSTRUCTION", "MATH_INSTRUCTION",
+    "PRESET_INSTRUCTIONS", "Report", "RowError", "check_messages", "check_rl_row", "extract_hash_answer",
+    "extract_last_boxed", "file_mode", "iter_records", "json_to_parquet", "make_rl_row_fn", "make_sft_row_fn",
+    "sft_to_parquet", "validate_file", "write_parquet",
+]
+
+logger = logging.getLogger("common.data_utils")
 
 # verl's gsm8k instruction (examples/data_preprocess/gsm8k.py); the gsm8k scorer reads "#### N".
 GSM8K_INSTRUCTION = 'Let\'s think step by step and output the final answer after "####".'
-# 1,024 rows x ~1 KB per RL row = ~1 MB per row group: small enough to stream, big enough to compress.
-DEFAULT_BATCH_SIZE = 1024
-# A summary shows this many rejected rows; the rest are counted by reason.
+# The math scorers (common/reward_functions.py, verl's math ones) read the last \boxed{...}.
+MATH_INSTRUCTION = "Let's think step by step and put your final answer within \\boxed{}."
+# What --preset appends to every prompt: the bundled data's instruction for gsm8k, so a model
+# trained on converted GSM8K is asked for the same "#### N" the scorer reads.
+PRESET_INSTRUCTIONS = {"gsm8k": GSM8K_INSTRUCTION, "math": MATH_INSTRUCTION}
+# A summary shows this many rejected rows (and repeated ids); the rest are counted by reason.
 SHOW_REJECTED = 5
 RL_FORMATS = ("auto", "plain", "verl", "gsm8k", "math", "fields")
 SFT_FORMATS = ("auto", "alpaca", "sharegpt", "openai", "pair")
@@ -80,14 +113,6 @@ SHAREGPT_ROLES = {
 }
 
 
-class DataError(Exception):
-    """A problem with an input file, an option or the output path; the message says how to fix it."""
-
-
-class RowError(ValueError):
-    """One input row cannot be converted; the message is the reason shown in the report."""
-
-
 @dataclass
 class Report:
     """Counts of one conversion: rows read, written and rejected (with reasons and row numbers)."""
@@ -98,18 +123,38 @@ class Report:
     rows_written: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)
     formats: Counter = field(default_factory=Counter)
+    # Rows whose id an earlier row already had, and the most repeated ids with their counts.
+    duplicate_ids: int = 0
+    repeated: list[tuple[str, int]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def rows_rejected(self) -> int:
         return len(self.rejected)
+
+    def rejected_line(self) -> str:
+        """One line naming the first rejected rows and why, for a warning."""
+        shown = "; ".join(f"{where}: {reason}" for where, reason in self.rejected[:SHOW_REJECTED])
+        more = f"; and {self.rows_rejected - SHOW_REJECTED:,} more" if self.rows_rejected > SHOW_REJECTED else ""
+        return f"{self.input_path}: rejected {self.rows_rejected:,} of {self.rows_in:,} rows ({shown}{more})"
+
+    def duplicates_line(self) -> str:
+        shown = ", ".join(f"{k!r} x{n}" for k, n in self.repeated)
+        return (
+            f"{self.input_path}: {self.duplicate_ids:,} rows repeat an id of an earlier row ({shown}); "
+            "./test.sh --batch refuses repeated ids: make every id unique"
+        )
 
     def summary(self) -> str:
         lines = [
             f"{self.input_path}: read {self.rows_in:,} rows, wrote {self.rows_written:,} to {self.output_path}, "
             f"rejected {self.rows_rejected:,}"
         ]
+        lines += [f"  {note}" for note in self.notes]
         if self.formats:
             lines.append("  formats: " + ", ".join(f"{k} {v:,}" for k, v in self.formats.most_common()))
+        if self.duplicate_ids:
+            lines.append(f"  warning: {self.duplicates_line()}")
         if self.rejected:
             reasons = Counter(_reason_kind(r) for _, r in self.rejected)
             lines.append("  rejected by reason: " + "; ".join(f"{k} ({v:,})" for k, v in reasons.most_common()))
@@ -124,112 +169,29 @@ def _reason_kind(reason: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Reading: JSON array, JSONL, CSV, parquet -> (where, record | RowError)
+# Sources: a file, or anything with `name` and `records(progress, desc)` (common.hub_data.HubSource)
 # --------------------------------------------------------------------------------------------
 
 
-def _input_kind(path: Path) -> str:
-    suffix = path.suffix.lower()
-    kinds = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-    if suffix not in kinds:
-        raise DataError(f"{path}: unsupported file type {suffix!r}; use .json (a list), .jsonl, .csv or .parquet")
-    if suffix == ".json":
-        # Some ".json" files are really JSONL; the first non-space character tells.
-        with open(path, encoding="utf-8") as f:
-            head = f.read(4096).lstrip()
-        if head.startswith("{"):
-            return "jsonl"
-    return kinds[suffix]
+@dataclass
+class FileSource:
+    """A JSON/JSONL/CSV/parquet file as a record source, read with common.data_io.iter_records."""
+
+    path: Path
+    encoding: str | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.path)
+
+    def records(self, progress: bool = False, desc: str = "read") -> Iterator[tuple[str, Any]]:
+        return iter_records(self.path, progress, desc, self.encoding)
 
 
-def iter_records(path: str | Path, progress: bool = False, desc: str = "read") -> Iterator[tuple[str, Any]]:
-    """Yield (where, record) for each row of a JSON/JSONL/CSV/parquet file, in order.
-
-    `where` names the row for reports ("line 12" for JSONL and CSV, "row 3" for JSON arrays and
-    parquet, 1-based). A row that cannot be parsed yields a RowError instead of a record, so one
-    bad line costs one row, not the run. Raises DataError for a missing or unreadable file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file; check the input path")
-    kind = _input_kind(path)
-    if kind == "json":
-        with open(path, encoding="utf-8") as f:
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError as e:
-                raise DataError(
-                    f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg} "
-                    "(a .json file must hold one list of objects; use .jsonl for one object per line)"
-                ) from e
-        if isinstance(data, dict):
-            # {"train": [...]} or {"data": [...]}: take the single list inside, else refuse.
-            lists = [v for v in data.values() if isinstance(v, list)]
-            if len(lists) != 1:
-                raise DataError(f"{path}: expected a JSON list of rows, got an object with keys {sorted(data)[:10]}")
-            data = lists[0]
-        if not isinstance(data, list):
-            raise DataError(f"{path}: expected a JSON list of rows, got {type(data).__name__}")
-        for i, rec in enumerate(tqdm(data, desc=desc, disable=not progress, unit="row"), start=1):
-            yield f"row {i}", rec
-    elif kind == "jsonl":
-        size = path.stat().st_size
-        with open(path, "rb") as f, tqdm(
-            total=size, desc=desc, disable=not progress, unit="B", unit_scale=True
-        ) as bar:
-            for lineno, raw in enumerate(f, start=1):
-                bar.update(len(raw))
-                line = raw.strip()
-                if not line:
-                    continue
-                try:
-                    yield f"line {lineno}", json.loads(line)
-                except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                    yield f"line {lineno}", RowError(f"invalid JSON: {e}")
-    elif kind == "csv":
-        size = path.stat().st_size
-        with open(path, encoding="utf-8", newline="") as f, tqdm(
-            total=size, desc=desc, disable=not progress, unit="B", unit_scale=True
-        ) as bar:
-
-            def lines():
-                # csv iterates the file itself, so f.tell() is unavailable: count bytes as lines pass.
-                for line in f:
-                    bar.update(len(line.encode("utf-8")))
-                    yield line
-
-            reader = csv.DictReader(lines())
-            if not reader.fieldnames:
-                raise DataError(f"{path}: empty CSV (no header line)")
-            for rec in reader:
-                # reader.line_num is the line the record ended on (a quoted cell may span lines).
-                where = f"line {reader.line_num}"
-                if None in rec:
-                    yield where, RowError(f"more cells than the {len(reader.fieldnames)} header columns")
-                    continue
-                yield where, {k: _csv_cell(v) for k, v in rec.items()}
-    else:
-        pf = pq.ParquetFile(path)
-        i = 0
-        with tqdm(total=pf.metadata.num_rows, desc=desc, disable=not progress, unit="row") as bar:
-            for batch in pf.iter_batches(batch_size=DEFAULT_BATCH_SIZE):
-                for rec in batch.to_pylist():
-                    i += 1
-                    yield f"row {i}", rec
-                bar.update(batch.num_rows)
-
-
-def _csv_cell(value: str | None) -> Any:
-    # CSV has no nesting: a cell holding a JSON list/object (conversations, messages) is parsed.
-    if value is None:
-        return None
-    text = value.strip()
-    if text[:1] in "[{":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError:
-            return value
-    return value
+def _as_source(source: Any, encoding: str | None = None) -> Any:
+    if hasattr(source, "records") and hasattr(source, "name"):
+        return source
+    return FileSource(Path(source), encoding)
 
 
 # --------------------------------------------------------------------------------------------
@@ -371,15 +333,15 @@ def detect_rl_format(rec: dict) -> str:
         return "plain"
     if "question" in rec and "answer" in rec:
         return "gsm8k"
-    if "problem" in rec and "solution" in rec:
+    if "problem" in rec and ("solution" in rec or "answer" in rec):
         return "math"
     # One key of a known pair present: name the missing one rather than "unknown format".
-    for have, need in (("prompt", "ground_truth"), ("question", "answer"), ("problem", "solution")):
+    for have, need in (("prompt", "ground_truth"), ("question", "answer"), ("problem", "solution' or 'answer")):
         if have in rec:
             raise RowError(f"missing field {need!r} (row keys: {sorted(rec)[:12]})")
     raise RowError(
         f"unknown row format (row keys: {sorted(rec)[:12]}); expected {{prompt, ground_truth}}, verl's schema, "
-        "gsm8k {question, answer} or math {problem, solution}, or pass --prompt_field/--answer_field"
+        "gsm8k {question, answer} or math {problem, solution or answer}, or pass --prompt_field/--answer_field"
     )
 
 
@@ -470,11 +432,16 @@ def make_rl_row_fn(
             question = _require_text(rec, "question")
             return row(data_source or defaults["gsm8k"], question, truth, index, rec, question=question, answer=answer)
         if kind == "math":
-            solution = _require_text(rec, "solution")
-            truth = extract_last_boxed(solution)
-            if truth is None:
-                raise RowError("no \\boxed{...} answer in 'solution'")
             problem = _require_text(rec, "problem")
+            if rec.get("answer") not in (None, ""):
+                # MATH-500 and AIME sets carry the final answer apart from the worked solution.
+                truth = _ground_truth_text(rec["answer"], "answer")
+                solution = str(rec.get("solution") or truth)
+            else:
+                solution = _require_text(rec, "solution")
+                truth = extract_last_boxed(solution)
+                if truth is None:
+                    raise RowError("no \\boxed{...} answer in 'solution' (and no 'answer' field)")
             return row(data_source or defaults["math"], problem, truth, index, rec, question=problem, answer=solution)
         # fields
         raw = _require_text(rec, answer_field)
@@ -583,143 +550,73 @@ def make_sft_row_fn(fmt: str, system_prompt: str | None = None) -> Callable[[dic
     return process_fn
 
 
+
+
 # --------------------------------------------------------------------------------------------
-# Writing: atomic, streamed in row groups
+# Conversion: two streamed passes (check, then write)
 # --------------------------------------------------------------------------------------------
 
 
-def _check_paths(input_path: Path, output_path: Path) -> None:
-    if output_path.suffix.lower() != ".parquet":
-        raise DataError(f"output {output_path}: the name must end in .parquet (verl picks the reader by extension)")
-    if input_path.resolve() == output_path.resolve() or (
-        output_path.exists() and input_path.exists() and os.path.samefile(input_path, output_path)
-    ):
-        raise DataError(f"output {output_path} is the input file; choose another output path (inputs are never overwritten)")
-    if output_path.is_dir():
-        raise DataError(f"output {output_path} is a folder; give a file name ending in .parquet")
-
-
-def file_mode() -> int:
-    """The mode a plain open() would give a new file (0o644 under the usual umask 022).
-
-    mkstemp creates its temp file 0o600; the renamed output gets the ordinary mode instead, so
-    other users (a trainer running as another account) can read it.
-    """
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-class AtomicParquetWriter:
-    """Write tables to `path` via a temp file in the same folder, renamed into place on success.
-
-    The schema is fixed at construction (parquet has one schema per file). On any exception,
-    Ctrl-C included, the temp file is removed and `path` is left as it was.
-    """
-
-    def __init__(self, path: str | Path, schema: pa.Schema):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.schema = schema
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
-        self._writer: pq.ParquetWriter | None = None
-        self.rows = 0
-
-    def __enter__(self) -> AtomicParquetWriter:
-        try:
-            self._writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
-        except BaseException:
-            self.tmp.unlink(missing_ok=True)
-            raise
-        return self
-
-    def write_rows(self, rows: list[dict]) -> None:
-        if rows:
-            self._writer.write_table(pa.Table.from_pylist(rows, schema=self.schema))
-            self.rows += len(rows)
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            self._writer.close()
-            if exc_type is None:
-                os.chmod(self.tmp, file_mode())
-                os.replace(self.tmp, self.path)
-        finally:
-            self.tmp.unlink(missing_ok=True)
-
-
-def _schema_of(rows: list[dict], where: str) -> pa.Schema:
-    try:
-        return pa.Table.from_pylist(rows).schema
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-        raise DataError(f"rows near {where} mix value types in one field ({e}); make each field one type") from e
-
-
-def _unify(schemas: list[pa.Schema], where: str) -> pa.Schema:
-    try:
-        return pa.unify_schemas(schemas, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-        raise DataError(
-            f"a field changes type between rows (near {where}): {e}; parquet needs one type per field"
-        ) from e
-
-
-def write_parquet(rows: Iterable[dict], path: str | Path, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
-    """Write already-built rows (an in-memory list) atomically; returns the number of rows written."""
-    rows = list(rows)
-    if not rows:
-        raise DataError(f"{path}: no rows to write")
-    schema = _unify([_schema_of(rows[i : i + batch_size], f"row {i + 1}") for i in range(0, len(rows), batch_size)], "")
-    with AtomicParquetWriter(path, schema) as w:
-        for i in range(0, len(rows), batch_size):
-            w.write_rows(rows[i : i + batch_size])
-    return len(rows)
+def _count_ids(report: Report, ids: Counter) -> None:
+    repeated = [(k, n) for k, n in ids.most_common(SHOW_REJECTED) if n > 1]
+    report.duplicate_ids = sum(n - 1 for n in ids.values() if n > 1)
+    report.repeated = repeated
 
 
 def _convert(
-    input_path: str | Path,
+    source: Any,
     output_path: str | Path,
     process_fn: Callable[[Any, int], dict],
     strict: bool,
     batch_size: int,
     progress: bool,
     format_of: Callable[[Any], str] | None = None,
+    id_of: Callable[[dict], Any] | None = None,
+    notes: list[str] | None = None,
 ) -> Report:
-    """Two streamed passes: the first builds every row to find rejects and the union schema (parquet
-    needs it before the first row group), the second builds them again and writes row groups."""
-    input_path, output_path = Path(input_path), Path(output_path)
-    _check_paths(input_path, output_path)
+    """Two streamed passes: the first builds every row to find rejects, repeated ids and the union
+    schema (parquet needs it before the first row group), the second builds them again and writes."""
+    output_path = Path(output_path)
+    check_output_path(output_path, source.path if isinstance(source, FileSource) else None)
     if batch_size < 1:
         raise DataError(f"--batch_size {batch_size}: must be at least 1")
-    report = Report(str(input_path), str(output_path))
-    schemas, batch, index = [], [], 0
-    for where, rec in iter_records(input_path, progress, desc="check"):
+    report = Report(source.name, str(output_path), notes=list(notes or []))
+    schemas, batch, index, ids = [], [], 0, Counter()
+    for where, rec in source.records(progress, "check"):
         report.rows_in += 1
         try:
             if isinstance(rec, RowError):
                 raise rec
-            batch.append(process_fn(rec, index))
+            row = process_fn(rec, index)
+            batch.append(row)
             index += 1
             if format_of is not None:
                 report.formats[format_of(rec)] += 1
+            rid = id_of(row) if id_of is not None else None
+            if rid is not None:
+                ids[str(rid)] += 1
         except RowError as e:
             report.rejected.append((where, str(e)))
         if len(batch) >= batch_size:
-            schemas.append(_schema_of(batch, where))
+            schemas.append(rows_schema(batch, where))
             batch = []
     if batch:
-        schemas.append(_schema_of(batch, "the end"))
-    if strict and report.rejected:
-        raise DataError(f"--strict: {report.rows_rejected:,} bad rows, nothing written\n{report.summary()}")
+        schemas.append(rows_schema(batch, "the end"))
+    _count_ids(report, ids)
+    if strict and (report.rejected or report.duplicate_ids):
+        problems = f"{report.rows_rejected:,} bad rows" + (f", {report.duplicate_ids:,} repeated ids" if report.duplicate_ids else "")
+        raise DataError(f"--strict: {problems}, nothing written\n{report.summary()}")
     if not schemas:
         raise DataError(f"no rows to write, nothing written\n{report.summary()}")
-    schema = _unify(schemas, str(input_path))
+    if report.rejected:
+        logger.warning("%s", report.rejected_line())
+    if report.duplicate_ids:
+        logger.warning("%s", report.duplicates_line())
+    schema = unify_schemas(schemas, source.name)
 
     with AtomicParquetWriter(output_path, schema) as writer:
         batch, index = [], 0
-        for _, rec in iter_records(input_path, progress, desc="write"):
+        for _, rec in source.records(progress, "write"):
             if isinstance(rec, RowError):
                 continue
             try:
@@ -732,13 +629,24 @@ def _convert(
                 batch = []
         writer.write_rows(batch)
         if writer.rows != index or writer.rows != report.rows_in - report.rows_rejected:
-            raise DataError(f"{input_path} changed while it was being converted; run again")
+            raise DataError(f"{source.name} changed while it was being converted; run again")
     report.rows_written = writer.rows
     return report
 
 
+def _rl_id(row: dict) -> Any:
+    extra = row.get("extra_info")
+    return extra.get("id") if isinstance(extra, dict) else None
+
+
+def preset_template(preset: str) -> str:
+    """The prompt template --preset applies: the prompt, a space, the preset's instruction."""
+    instruction = PRESET_INSTRUCTIONS[preset]
+    return "{prompt} " + instruction.replace("{", "{{").replace("}", "}}")
+
+
 def json_to_parquet(
-    input_path: str | Path,
+    input_path: Any,
     output_path: str | Path,
     fmt: str = "auto",
     preset: str | None = None,
@@ -754,17 +662,27 @@ def json_to_parquet(
     strict: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
+    encoding: str | None = None,
 ) -> Report:
-    """Convert a JSON/JSONL/CSV file of RL rows to verl's RL parquet; returns the Report.
+    """Convert a JSON/JSONL/CSV file (or a record source such as common.hub_data.HubSource) to
+    verl's RL parquet; returns the Report.
 
-    preset ("gsm8k" | "math") is a shorthand for fmt. Passing prompt_field or answer_field selects
-    fmt="fields". Raises DataError (nothing written) for bad options or paths, with strict=True for
-    any bad row, and when no row survives.
+    preset ("gsm8k" | "math") is a shorthand for fmt that also appends PRESET_INSTRUCTIONS[preset]
+    to every prompt unless prompt_template is given (pass "{prompt}" for the bare question).
+    Passing prompt_field or answer_field selects fmt="fields". Rejected rows and repeated ids are
+    logged as warnings. Raises DataError (nothing written) for bad options, paths or files, with
+    strict=True for any bad row or repeated id, and when no row survives.
     """
+    notes = []
     if preset is not None:
-        if preset not in ("gsm8k", "math"):
+        if preset not in PRESET_INSTRUCTIONS:
             raise DataError(f"--preset {preset!r}: use gsm8k or math")
         fmt = preset
+        if prompt_template is None:
+            prompt_template = preset_template(preset)
+            notes.append(
+                f"prompt instruction (--preset {preset}; --prompt_template replaces it): {PRESET_INSTRUCTIONS[preset]}"
+            )
     if prompt_field or answer_field:
         if fmt not in ("auto", "fields"):
             raise DataError("--prompt_field/--answer_field map a custom format; do not combine them with --format/--preset")
@@ -781,21 +699,25 @@ def json_to_parquet(
         id_field=id_field,
         answer_extract=answer_extract,
     )
+    for note in notes:
+        logger.info("%s", note)
 
     def format_of(rec):
         return detect_rl_format(rec) if fmt == "auto" else fmt
 
-    return _convert(input_path, output_path, process_fn, strict, batch_size, progress, format_of)
+    source = _as_source(input_path, encoding)
+    return _convert(source, output_path, process_fn, strict, batch_size, progress, format_of, _rl_id, notes)
 
 
 def sft_to_parquet(
-    input_path: str | Path,
+    input_path: Any,
     output_path: str | Path,
     fmt: str = "auto",
     system_prompt: str | None = None,
     strict: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
+    encoding: str | None = None,
 ) -> Report:
     """Convert Alpaca/ShareGPT/OpenAI/prompt-response rows to a parquet with a `messages` column.
 
@@ -803,27 +725,47 @@ def sft_to_parquet(
     """
     if fmt not in SFT_FORMATS:
         raise DataError(f"--format {fmt!r}: use one of {', '.join(SFT_FORMATS)}")
+    source = _as_source(input_path, encoding)
     if fmt == "auto":
-        first = next((rec for _, rec in iter_records(input_path) if not isinstance(rec, RowError)), None)
+        first = next((rec for _, rec in source.records() if not isinstance(rec, RowError)), None)
         if first is None:
-            raise DataError(f"{input_path}: no parseable rows")
+            raise DataError(f"{source.name}: no parseable rows")
         fmt = detect_sft_format(first)
     process_fn = make_sft_row_fn(fmt, system_prompt=system_prompt)
-    return _convert(input_path, output_path, process_fn, strict, batch_size, progress, lambda rec: fmt)
+    return _convert(source, output_path, process_fn, strict, batch_size, progress, lambda rec: fmt)
 
 
-def validate_file(path: str | Path, kind: str = "auto", progress: bool = True) -> Report:
+def _check_one(kind: str, rec: Any, to_rl: Callable[[dict, int], dict]) -> list[str]:
+    """Problems of one row for validate_file; a crash in a check is a problem too, never a pass."""
+    try:
+        if kind == "sft":
+            return check_messages(rec.get("messages")) if isinstance(rec, dict) else ["row is not an object"]
+        if kind == "rl":
+            return check_rl_row(rec)
+        to_rl(rec, 0)
+        return []
+    except RowError as e:
+        return [str(e)]
+    except Exception as e:  # a value no check foresaw: the row is bad, and the file fails
+        return [f"check failed ({type(e).__name__}: {e})"]
+
+
+def validate_file(path: str | Path, kind: str = "auto", progress: bool = True, encoding: str | None = None) -> Report:
     """Check every row of a data file; returns a Report whose `rejected` lists the bad rows.
 
     kind: sft (`messages`), rl (verl's RL schema), rl_input (rows `rl` would convert, e.g. the
-    batch evaluator's {prompt, ground_truth}), or auto: picked from the first row. Nothing is written.
+    batch evaluator's {prompt, ground_truth}), or auto: picked from the first row. Every page of a
+    parquet file is decoded (checksums verified when present); a file that cannot be read raises
+    DataError naming the row group and column. Repeated ids are counted (Report.duplicate_ids).
+    Nothing is written.
     """
     if kind not in ("auto", "rl", "sft", "rl_input"):
         raise DataError(f"--kind {kind!r}: use auto, rl, sft or rl_input")
     path = Path(path)
     report = Report(str(path), "-")
     to_rl = make_rl_row_fn("auto")
-    for where, rec in iter_records(path, progress, desc="validate"):
+    ids = Counter()
+    for where, rec in iter_records(path, progress, "validate", encoding):
         report.rows_in += 1
         if isinstance(rec, RowError):
             report.rejected.append((where, str(rec)))
@@ -836,21 +778,16 @@ def validate_file(path: str | Path, kind: str = "auto", progress: bool = True) -
                 kind = "rl"
             else:
                 kind = "rl_input"
-        if kind == "sft":
-            problems = check_messages(rec.get("messages")) if isinstance(rec, dict) else ["row is not an object"]
-        elif kind == "rl":
-            problems = check_rl_row(rec)
-        else:
-            try:
-                to_rl(rec, 0)
-                problems = []
-            except RowError as e:
-                problems = [str(e)]
+        problems = _check_one(kind, rec, to_rl)
         if problems:
             report.rejected.append((where, "; ".join(problems)))
         else:
             report.rows_written += 1
         report.formats[kind] += 1
+        rid = _rl_id(rec) if kind == "rl" and isinstance(rec, dict) else (rec.get("id") if isinstance(rec, dict) else None)
+        if rid is not None:
+            ids[str(rid)] += 1
+    _count_ids(report, ids)
     return report
 
 
@@ -862,19 +799,22 @@ def validate_file(path: str | Path, kind: str = "auto", progress: bool = True) -
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m common.data_utils",
-        description="Convert JSON/JSONL/CSV rows to verl's RL or SFT parquet, or validate a data file.",
+        description="Convert JSON/JSONL/CSV rows or a dataset by name to verl's RL or SFT parquet, "
+        "or validate a data file.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("Offers:")[0].split("\n\n", 1)[1],
     )
     sub = p.add_subparsers(dest="command", required=True)
+    files_help = ("INPUT OUTPUT: INPUT is .json (a list, or {\"data\": [...]}), .jsonl, .csv or .tsv, never "
+                  "modified; OUTPUT the .parquet to write (atomically). With --hf_dataset: only OUTPUT")
 
     rl = sub.add_parser("rl", help="rows -> verl RL parquet (prompt, reward_model, ...)")
-    rl.add_argument("input", help=".json (a list), .jsonl or .csv; never modified")
-    rl.add_argument("output", help="the .parquet to write (atomically)")
+    rl.add_argument("files", nargs="+", metavar="FILE", help=files_help)
     rl.add_argument("--format", dest="fmt", default="auto", choices=RL_FORMATS,
                     help="row format; auto picks per row among plain, verl, gsm8k, math (default: auto)")
-    rl.add_argument("--preset", choices=("gsm8k", "math"),
-                    help="gsm8k: question/answer with '#### N'; math: problem/solution with \\boxed{}")
+    rl.add_argument("--preset", choices=tuple(PRESET_INSTRUCTIONS),
+                    help="gsm8k: question/answer with '#### N'; math: problem with answer or solution with "
+                         "\\boxed{}; also appends the preset's instruction to every prompt (printed)")
     rl.add_argument("--prompt_field", help="field holding the prompt text (selects --format fields)")
     rl.add_argument("--answer_field", help="field holding the answer (selects --format fields)")
     rl.add_argument("--answer_extract", default="none", choices=("none", "hash", "boxed"),
@@ -882,57 +822,140 @@ def _parser() -> argparse.ArgumentParser:
     rl.add_argument("--id_field", default="id", help="field copied to extra_info.id (default: id)")
     rl.add_argument("--data_source", help="data_source for every row (picks verl's reward function)")
     rl.add_argument("--ability", default="math", help="the ability column (default: math)")
-    rl.add_argument("--split", default="train", help="extra_info.split (default: train)")
+    rl.add_argument("--split", default=None,
+                    help="extra_info.split, and the split read with --hf_dataset (default: train, or the "
+                         "dataset's only split for known sets such as MATH-500's test)")
     rl.add_argument("--prompt_template",
-                    help="e.g. \"{prompt} Let's think step by step and put your final answer within \\\\boxed{{}}.\"")
+                    help="e.g. \"{prompt} Let's think step by step and put your final answer within \\\\boxed{{}}.\"; "
+                         "replaces the --preset instruction (\"{prompt}\" keeps the bare question)")
     rl.add_argument("--system_prompt", help="a system message put before every prompt")
 
     sft = sub.add_parser("sft", help="Alpaca/ShareGPT/OpenAI/prompt-response rows -> parquet with `messages`")
-    sft.add_argument("input", help=".json (a list), .jsonl or .csv; never modified")
-    sft.add_argument("output", help="the .parquet to write (atomically)")
+    sft.add_argument("files", nargs="+", metavar="FILE", help=files_help)
     sft.add_argument("--format", dest="fmt", default="auto", choices=SFT_FORMATS,
                      help="input format; auto looks at the first row (default: auto)")
     sft.add_argument("--system_prompt", help="a system message for conversations that have none")
+    sft.add_argument("--split", default=None, help="the split read with --hf_dataset (default: train)")
 
     for sp in (rl, sft):
-        sp.add_argument("--strict", action="store_true", help="fail (write nothing) if any row is bad")
+        sp.add_argument("--hf_dataset", metavar="NAME",
+                        help="read a dataset by name instead of INPUT: a Hugging Face hub id (through the "
+                             "`datasets` cache; works offline once cached), a local copy under "
+                             "$LOCAL_DATASETS_DIR/NAME, or a folder saved with save_to_disk")
+        sp.add_argument("--hf_config", metavar="C", help="the dataset's config (e.g. main for openai/gsm8k)")
+        sp.add_argument("--strict", action="store_true", help="fail (write nothing) if any row is bad or an id repeats")
         sp.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE,
                         help=f"rows per parquet row group (default: {DEFAULT_BATCH_SIZE})")
+        sp.add_argument("--encoding", help="text encoding of INPUT (default: UTF-8, or what its byte-order mark "
+                                           "says); e.g. cp1252 for Excel on Windows, latin-1")
         sp.add_argument("--no_progress", action="store_true", help="no progress bar")
 
     val = sub.add_parser("validate", help="report bad rows of an RL or SFT data file by row number")
-    val.add_argument("paths", nargs="+", help=".parquet, .json, .jsonl or .csv files")
+    val.add_argument("paths", nargs="+", help=".parquet, .json, .jsonl, .csv or .tsv files")
     val.add_argument("--kind", default="auto", choices=("auto", "rl", "sft", "rl_input"),
                      help="schema to check; auto: `messages` -> sft, `reward_model` -> rl, else rl_input "
                           "(rows the `rl` command converts)")
+    val.add_argument("--encoding", help="text encoding of JSON/CSV files (default: UTF-8 or their byte-order mark)")
     val.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p
 
 
+def _validate_paths(args: argparse.Namespace) -> int:
+    bad = 0
+    for path in args.paths:
+        try:
+            report = validate_file(path, kind=args.kind, progress=not args.no_progress, encoding=args.encoding)
+        except DataError as e:
+            print(f"error: {e}", file=sys.stderr)
+            bad += 1
+            continue
+        except Exception as e:  # a check that crashes fails the file; it never passes with a warning
+            print(f"error: {path}: validation failed ({type(e).__name__}: {e}); the file is not usable as is",
+                  file=sys.stderr)
+            bad += 1
+            continue
+        print(f"{path}: {report.rows_in:,} rows, {report.rows_rejected:,} bad")
+        for where, reason in report.rejected[:SHOW_REJECTED]:
+            print(f"  {where}: {reason}")
+        if report.rows_rejected > SHOW_REJECTED:
+            print(f"  ... and {report.rows_rejected - SHOW_REJECTED:,} more")
+        if report.duplicate_ids:
+            print(f"  warning: {report.duplicates_line()}")
+        bad += report.rows_rejected + (report.rows_in == 0)
+    return 1 if bad else 0
+
+
+def _source_and_output(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[Any, str]:
+    """(record source, output path) from the positional files and --hf_dataset."""
+    if args.hf_dataset:
+        if len(args.files) != 1:
+            parser.error(f"with --hf_dataset give only the OUTPUT .parquet, got {len(args.files)} files")
+        if args.encoding:
+            parser.error("--encoding is for INPUT files; `datasets` decodes datasets by name itself")
+        from common.hub_data import HubSource, known_dataset
+
+        known = known_dataset(args.hf_dataset)
+        if args.split is None:
+            args.split = known.split if known else "train"
+        config = args.hf_config or (known.config if known else None)
+        return HubSource(args.hf_dataset, config, args.split), args.files[0]
+    if len(args.files) != 2:
+        parser.error(f"give INPUT and OUTPUT (or --hf_dataset NAME and OUTPUT), got {len(args.files)} files")
+    if args.hf_config:
+        parser.error("--hf_config goes with --hf_dataset")
+    if args.split is None:
+        args.split = "train"
+    return FileSource(Path(args.files[0]), args.encoding), args.files[1]
+
+
+def _hub_defaults(args: argparse.Namespace) -> None:
+    """A known dataset by name brings its preset and data_source unless the options set the format."""
+    if not args.hf_dataset:
+        return
+    from common.hub_data import known_dataset
+
+    known = known_dataset(args.hf_dataset)
+    custom = args.fmt != "auto" or args.preset or args.prompt_field or args.answer_field
+    if known and not custom:
+        args.preset = known.preset
+        if args.data_source is None:
+            args.data_source = known.data_source
+
+
+@contextlib.contextmanager
+def _quiet_logger() -> Iterator[None]:
+    # The CLI prints the report (rejected rows, repeated ids) itself; the logging warnings are for
+    # Python callers and would print the same lines twice here.
+    old = logger.propagate
+    logger.propagate = False
+    handler = logging.NullHandler()
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = old
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     try:
         if args.command == "validate":
-            bad = 0
-            for path in args.paths:
-                report = validate_file(path, kind=args.kind, progress=not args.no_progress)
-                print(f"{path}: {report.rows_in:,} rows, {report.rows_rejected:,} bad")
-                for where, reason in report.rejected[:SHOW_REJECTED]:
-                    print(f"  {where}: {reason}")
-                if report.rows_rejected > SHOW_REJECTED:
-                    print(f"  ... and {report.rows_rejected - SHOW_REJECTED:,} more")
-                bad += report.rows_rejected + (report.rows_in == 0)
-            return 1 if bad else 0
+            return _validate_paths(args)
+        source, output = _source_and_output(parser, args)
         common = dict(strict=args.strict, batch_size=args.batch_size, progress=not args.no_progress)
-        if args.command == "rl":
-            report = json_to_parquet(
-                args.input, args.output, fmt=args.fmt, preset=args.preset, split=args.split,
-                data_source=args.data_source, ability=args.ability, prompt_template=args.prompt_template,
-                system_prompt=args.system_prompt, prompt_field=args.prompt_field, answer_field=args.answer_field,
-                id_field=args.id_field, answer_extract=args.answer_extract, **common,
-            )
-        else:
-            report = sft_to_parquet(args.input, args.output, fmt=args.fmt, system_prompt=args.system_prompt, **common)
+        with _quiet_logger():
+            if args.command == "rl":
+                _hub_defaults(args)
+                report = json_to_parquet(
+                    source, output, fmt=args.fmt, preset=args.preset, split=args.split,
+                    data_source=args.data_source, ability=args.ability, prompt_template=args.prompt_template,
+                    system_prompt=args.system_prompt, prompt_field=args.prompt_field, answer_field=args.answer_field,
+                    id_field=args.id_field, answer_extract=args.answer_extract, **common,
+                )
+            else:
+                report = sft_to_parquet(source, output, fmt=args.fmt, system_prompt=args.system_prompt, **common)
         print(report.summary())
         return 0
     except DataError as e:
@@ -941,6 +964,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: nothing written", file=sys.stderr)
         return 130
+    except Terminated as e:
+        print(f"terminated (signal {e.code - 128}): nothing written", file=sys.stderr)
+        return e.code
 
 
 if __name__ == "__main__":

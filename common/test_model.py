@@ -4,6 +4,7 @@
     echo "What is 2+3?" | ./test.sh --model_path PATH             # scripted: one prompt per line
     ./test.sh --model_path PATH --batch --input_file test_data.json [--output_file results.xlsx]
     ./test.sh --model_path BASE --model_path SFT --model_path RL --batch --input_file val.parquet
+    ./test.sh --model_path PATH --benchmark gsm8k [--limit 100]   # also math500, aime24 (common/hub_data.py)
 
 (./test.sh runs `python -m common.test_model "$@"` from the repository root.)
 
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     from common.evaluation.generation import TEMPLATES
     from common.evaluation.inputs import DEFAULT_DATA_SOURCE
     from common.evaluation.scoring import DEFAULT_REWARD, DEFAULT_TIMEOUT_S
+    from common.hub_data import BENCHMARKS
 
     p = argparse.ArgumentParser(
         prog="test.sh",
@@ -82,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--input_file",
         help="--batch input: .json (list of {prompt, ground_truth, [data_source], [id]}), .jsonl, "
         f"or a verl RL .parquet; data_source defaults to {DEFAULT_DATA_SOURCE!r}",
+    )
+    p.add_argument(
+        "--benchmark",
+        choices=list(BENCHMARKS),
+        help="--batch on a standard test set instead of --input_file, loaded by name with `datasets` (cached "
+        "after the first download; or a local copy under $LOCAL_DATASETS_DIR): gsm8k = openai/gsm8k test, "
+        "math500 = HuggingFaceH4/MATH-500 test, aime24 = HuggingFaceH4/aime_2024; implies --batch",
     )
     p.add_argument(
         "--output_file",
@@ -133,8 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if args.batch and not args.input_file:
-        p.error("--batch needs --input_file")
+    if args.benchmark:
+        if args.single or args.input_file:
+            p.error("--benchmark is a --batch input: drop --single/--input_file")
+        args.batch = True
+    if args.batch and not args.input_file and not args.benchmark:
+        p.error("--batch needs --input_file (or --benchmark)")
     if not args.batch and (args.input_file or args.output_file or args.force):
         p.error("--input_file/--output_file/--force need --batch")
     if not args.batch and len(args.model_path) > 1:
@@ -351,17 +364,25 @@ def run_batch(args: argparse.Namespace, explicit_kwargs: dict | None = None) -> 
     from common.evaluation.scoring import check_reward, make_reward
 
     # Everything that can be checked is checked before the first (slow) generation.
-    rows, problems = load_rows(args.input_file, skip_bad_rows=args.skip_bad_rows, limit=args.limit)
+    if args.benchmark:
+        from common.hub_data import load_benchmark
+
+        rows, problems = load_benchmark(args.benchmark, limit=args.limit), []
+    else:
+        rows, problems = load_rows(args.input_file, skip_bad_rows=args.skip_bad_rows, limit=args.limit)
+    # A benchmark's report is named for it: outputs/eval/<benchmark>-<models>-<time>.xlsx.
+    source = args.input_file or args.benchmark
     for problem in problems:
-        logger.warning("%s: skipped %s", args.input_file, problem)
+        logger.warning("%s: skipped %s", source, problem)
     if args.system_prompt:
         for row in rows:
             if row.messages[0]["role"] != "system":
                 row.messages.insert(0, {"role": "system", "content": args.system_prompt})
     replacing = False
+    input_path = Path(args.input_file) if args.input_file else None
     if args.output_file:
         output = Path(args.output_file)
-        replacing = check_output_path(output, Path(args.input_file), force=args.force)
+        replacing = check_output_path(output, input_path, force=args.force)
         if replacing:
             logger.warning("--output_file %s exists and will be replaced at the end (--force)", output)
     else:
@@ -373,12 +394,12 @@ def run_batch(args: argparse.Namespace, explicit_kwargs: dict | None = None) -> 
         _label_models(resolved)
         kwargs = []
         for r in resolved:
-            value, source = chat_template_kwargs_for(r, explicit_kwargs)
+            value, source_of = chat_template_kwargs_for(r, explicit_kwargs)
             kwargs.append(value)
             if value:
-                logger.info("%s: chat template arguments %s (from %s)", r.label, json.dumps(value), source)
+                logger.info("%s: chat template arguments %s (from %s)", r.label, json.dumps(value), source_of)
         if not args.output_file:
-            output = default_output_path(args.input_file, [r.label for r in resolved], DEFAULT_OUTPUT_DIR)
+            output = default_output_path(source, [r.label for r in resolved], DEFAULT_OUTPUT_DIR)
 
         results = []
         for r, template_kwargs in zip(resolved, kwargs):
@@ -420,7 +441,7 @@ def run_batch(args: argparse.Namespace, explicit_kwargs: dict | None = None) -> 
 
     distinct = {json.dumps(k, sort_keys=True) for k in kwargs}
     settings = {
-        "input_file": str(Path(args.input_file).resolve()),
+        "input_file": f"benchmark {args.benchmark}" if args.benchmark else str(Path(args.input_file).resolve()),
         "rows": len(rows),
         "skipped_bad_rows": len(problems),
         "n_samples": args.n_samples,

@@ -38,7 +38,8 @@ Settings (``reward.custom_reward_function.reward_kwargs.*``; verl passes them as
 - ``max_concurrency`` (16): requests in flight per process, shared by every call, thread and
   event loop in that process (verl runs ``reward.num_workers`` processes, 8 by default, so up to
   8 x 16 = 128 in flight against the server).
-- ``timeout_s`` (60): per request. ``max_retries`` (4): retries after the first attempt.
+- ``timeout_s`` (60): per attempt, the whole request (connect, send, every byte of the reply),
+  not per read. ``max_retries`` (4): retries after the first attempt.
 - ``cache_path`` (None): sqlite file shared by all processes (WAL mode); None keeps the cache in
   memory only. Use an absolute path: Ray workers do not promise the launcher's working directory.
 - ``backoff_base_s`` (1.0), ``backoff_max_s`` (30): retry waits of base x 2^attempt with jitter,
@@ -615,9 +616,13 @@ class _Judge:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         try:
             async with self.semaphore:
-                resp = await self._client().post(self.cfg.url, json=body, headers=headers)
-        except httpx.TimeoutException:
-            return _Attempt(None, f"no reply within timeout_s={self.cfg.timeout_s}", retryable=True)
+                # httpx's timeout bounds each read, so a server sending a byte every 0.5 s would
+                # hold the attempt indefinitely; wait_for bounds connect + send + the whole body.
+                resp = await asyncio.wait_for(
+                    self._client().post(self.cfg.url, json=body, headers=headers), self.cfg.timeout_s
+                )
+        except (httpx.TimeoutException, asyncio.TimeoutError):
+            return _Attempt(None, f"no complete reply within timeout_s={self.cfg.timeout_s}", retryable=True)
         except httpx.TransportError as exc:
             return _Attempt(None, f"connection error {type(exc).__name__}: {_redact(str(exc), api_key)}", retryable=True)
         status = resp.status_code
@@ -627,19 +632,20 @@ class _Judge:
             )
         if status >= 400:
             hint = f" (check ${self.cfg.api_key_env})" if status in (401, 403) else ""
-            snippet = _redact(resp.text[:300], api_key)
+            # Redact the whole text first: cutting first could leave the key's first characters.
+            snippet = _redact(resp.text, api_key)[:300]
             return _Attempt(None, f"HTTP {status}{hint}, not retried: {snippet!r}")
         try:
             data = resp.json()
         except ValueError:
-            return _Attempt(None, f"HTTP {status} with a body that is not JSON: {_redact(resp.text[:80], api_key)!r}", retryable=True)
+            return _Attempt(None, f"HTTP {status} with a body that is not JSON: {_redact(resp.text, api_key)[:80]!r}", retryable=True)
         try:
             content = data["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
             return _Attempt(None, "JSON without choices[0].message.content", retryable=True)
         score = parse_score(content, self.cfg.max_score)
         if score is None:
-            return _Attempt(None, f"no number in the judge's reply {_redact(str(content)[:80], api_key)!r}", retryable=True)
+            return _Attempt(None, f"no number in the judge's reply {_redact(str(content), api_key)[:80]!r}", retryable=True)
         return _Attempt(score)
 
     async def score(self, question: str, response: str, reference: str) -> dict[str, float]:

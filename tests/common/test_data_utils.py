@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 import re
 import subprocess
@@ -139,6 +140,49 @@ def test_rl_row_builders(record, kwargs, source, truth, content):
     assert du.check_rl_row(row) == []
 
 
+@pytest.mark.parametrize(
+    "record, preset, template, content, truth",
+    [
+        # why: --preset gsm8k asks for "#### N" exactly as the bundled data does
+        ({"question": "Q?", "answer": "w\n#### 5"}, "gsm8k", None, "Q? " + INSTRUCTION, "5"),
+        # why: --preset math asks for \boxed{}, which the math scorers read
+        ({"problem": "P?", "solution": r"\boxed{2}"}, "math", None, "P? " + du.MATH_INSTRUCTION, "2"),
+        # why: MATH-500/AIME rows carry `answer` apart from the solution; it wins over the boxed text
+        ({"problem": "P?", "solution": r"so \boxed{204}", "answer": "204"}, "math", None,
+         "P? " + du.MATH_INSTRUCTION, "204"),
+        # why: AIME sets with an integer answer and no solution at all
+        ({"problem": "P?", "answer": 33}, "math", None, "P? " + du.MATH_INSTRUCTION, "33"),
+        # why: an explicit template replaces the preset's instruction; "{prompt}" keeps the bare question
+        ({"question": "Q?", "answer": "#### 5"}, "gsm8k", "{prompt}", "Q?", "5"),
+    ],
+)
+def test_presets_add_the_instruction_their_scorer_needs(tmp_path, record, preset, template, content, truth):
+    src = write_jsonl(tmp_path / "in.jsonl", [record])
+    out = tmp_path / "out.parquet"
+    report = du.json_to_parquet(src, out, preset=preset, prompt_template=template, progress=False)
+    row = pq.read_table(out).to_pylist()[0]
+    assert row["prompt"] == [{"role": "user", "content": content}]
+    assert row["reward_model"]["ground_truth"] == truth
+    assert row["extra_info"]["question"] == record.get("question", record.get("problem"))
+    assert (PRESET_NOTE in report.summary()) == (template is None)
+
+
+PRESET_NOTE = "prompt instruction (--preset"
+
+
+def test_gsm8k_preset_matches_the_bundled_prompts(tmp_path, repo_root):
+    # A GSM8K-shaped row converted with --preset gsm8k reads exactly like a bundled training row.
+    bundled = pq.read_table(repo_root / "grpo/data/train.parquet").slice(0, 1).to_pylist()[0]
+    question = bundled["extra_info"]["question"]
+    src = write_jsonl(tmp_path / "g.jsonl", [{"question": question, "answer": "work\n#### 7"}])
+    out = tmp_path / "g.parquet"
+    res = subprocess.run([sys.executable, "-m", "common.data_utils", "rl", str(src), str(out), "--preset", "gsm8k",
+                          "--no_progress"], capture_output=True, text=True, cwd=repo_root)
+    assert res.returncode == 0, res.stderr
+    assert f"{PRESET_NOTE} gsm8k; --prompt_template replaces it): {INSTRUCTION}" in res.stdout  # printed
+    assert pq.read_table(out).to_pylist()[0]["prompt"] == bundled["prompt"]
+
+
 def test_system_prompt_goes_first():
     row = du.make_rl_row_fn(system_prompt="Be brief.")({"prompt": "1+1?", "ground_truth": "2"}, 0)
     assert [m["role"] for m in row["prompt"]] == ["system", "user"]
@@ -255,6 +299,57 @@ def test_bad_rows_are_reported_with_line_numbers(tmp_path):
     rows = pq.read_table(out).to_pylist()
     # extra_info.index counts written rows, so it stays dense after rejections.
     assert [(r["reward_model"]["ground_truth"], r["extra_info"]["index"]) for r in rows] == [("1", 0), ("3", 1)]
+
+
+def test_python_callers_get_a_warning_naming_the_rejected_lines(tmp_path, caplog):
+    src = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "ok", "ground_truth": "1"}, "{broken",
+                                              {"prompt": "x"}, {"prompt": "ok 2", "ground_truth": "2"}])
+    with caplog.at_level(logging.WARNING, logger="common.data_utils"):
+        report = du.json_to_parquet(src, tmp_path / "out.parquet", progress=False)
+    assert report.rows_written == 2
+    (record,) = [r for r in caplog.records if r.name == "common.data_utils"]
+    assert record.levelno == logging.WARNING
+    assert "in.jsonl: rejected 2 of 4 rows (line 2: invalid JSON" in record.getMessage()
+    assert "line 3: missing field 'ground_truth'" in record.getMessage()
+
+
+def test_cli_prints_rejections_once(tmp_path, capsys):
+    src = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "ok", "ground_truth": "1"}, {"prompt": "x"}])
+    assert du.main(["rl", str(src), str(tmp_path / "o.parquet"), "--no_progress"]) == 0
+    out, err = capsys.readouterr()
+    assert out.count("line 2: missing field 'ground_truth'") == 1 and "line 2" not in err
+
+
+REPEATED = [
+    {"id": "a", "prompt": "1+1?", "ground_truth": "2"},
+    {"id": "b", "prompt": "2+2?", "ground_truth": "4"},
+    {"id": "a", "prompt": "3+3?", "ground_truth": "6"},
+    {"id": "a", "prompt": "4+4?", "ground_truth": "8"},
+    {"id": "c", "prompt": "5+5?", "ground_truth": "10"},
+    {"id": "c", "prompt": "6+6?", "ground_truth": "12"},
+    {"prompt": "no id", "ground_truth": "1"},  # rows without an id are not duplicates of each other
+    {"prompt": "no id either", "ground_truth": "2"},
+]
+
+
+def test_repeated_ids_are_counted_and_warned(tmp_path, caplog, capsys):
+    src = write_jsonl(tmp_path / "in.jsonl", REPEATED)
+    out = tmp_path / "out.parquet"
+    with caplog.at_level(logging.WARNING, logger="common.data_utils"):
+        report = du.json_to_parquet(src, out, progress=False)
+    # "a" x3 and "c" x2: three rows repeat an earlier id.
+    assert (report.rows_written, report.duplicate_ids, report.repeated) == (8, 3, [("a", 3), ("c", 2)])
+    assert "3 rows repeat an id of an earlier row ('a' x3, 'c' x2)" in caplog.text
+    assert "warning: " in report.summary() and "'a' x3" in report.summary()
+    with pytest.raises(du.DataError, match="--strict: 0 bad rows, 3 repeated ids, nothing written"):
+        du.json_to_parquet(src, tmp_path / "strict.parquet", strict=True, progress=False)
+    assert not (tmp_path / "strict.parquet").exists()
+    # validate: the converted file and the evaluator-style input both report them; a warning, exit 0.
+    for path in (out, src):
+        assert du.validate_file(path, progress=False).duplicate_ids == 3
+        capsys.readouterr()
+        assert du.main(["validate", str(path), "--no_progress"]) == 0
+        assert "warning: " in capsys.readouterr().out
 
 
 def test_strict_fails_before_writing(tmp_path):

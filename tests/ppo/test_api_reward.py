@@ -48,8 +48,10 @@ class JudgeServer:
       {"reply": ..., "delay": 0.1}               the same after a short wait (within the timeout)
       {"sleep": 0.6}                             no reply before the client's 0.2 s timeout
       {"status": 429, "headers": {...}}          an error status (body may echo the auth header)
+      {"status": 400, "body": b"..."}            an error status with this exact body
       {"raw": b"..."}                            200 with this exact body (malformed JSON)
       {"json": {...}}                            200 with this JSON body
+      {"drip": 0.05, "reply": "Score: 9"}        a good reply sent one byte every 0.05 s
     """
 
     def __init__(self):
@@ -101,9 +103,23 @@ class JudgeServer:
                     return
                 if "delay" in step:
                     time.sleep(step["delay"])
-                if "status" in step:
+                if "drip" in step:
+                    # Headers at once, then the body byte by byte: every single read is quick, the
+                    # whole reply is slow (what a stalled proxy or an overloaded server does).
+                    reply = {"choices": [{"index": 0, "message": {"role": "assistant", "content": step["reply"]}}]}
+                    payload = json.dumps(reply).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.flush()
+                    for i in range(len(payload)):
+                        self.wfile.write(payload[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(step["drip"])
+                elif "status" in step:
                     # Echo the Authorization header in the body, like APIs that quote a bad key.
-                    text = f"error for {self.headers.get('Authorization')}".encode()
+                    text = step.get("body") or f"error for {self.headers.get('Authorization')}".encode()
                     self._send(step["status"], text, step.get("headers"))
                 elif "raw" in step:
                     self._send(200, step["raw"])
@@ -276,6 +292,21 @@ def test_retries_and_failures(server, steps, expected, failed, requests):
     assert result["judge_failed"] == failed
     assert result["judge_attempts"] == requests
     assert server.count(m) == requests
+
+
+def test_timeout_bounds_the_whole_attempt_not_each_read(server):
+    # ~100 bytes at 0.05 s each = ~5 s per reply, while no single read waits more than 0.05 s: a
+    # per-read timeout of 0.3 s never fires and the attempt succeeds ~5 s later.
+    m = marker()
+    server.plan(m, {"drip": 0.05, "reply": "Score: 9"})
+    start = time.monotonic()
+    result = score(m, **kwargs_for(server, timeout_s=0.3, max_retries=1))
+    elapsed = time.monotonic() - start
+    assert_result_shape(result)
+    assert (result["judge_failed"], result["judge_attempts"]) == (1.0, 2.0)
+    assert server.count(m) == 2
+    # 2 attempts x 0.3 s plus a ~0.01 s backoff; a whole drip would take ~10 s.
+    assert elapsed < 2.5, elapsed
 
 
 def test_retry_after_is_honoured(server):
@@ -490,6 +521,28 @@ def test_api_key_reaches_server_but_never_logs_output_or_cache(server, tmp_path,
         assert SECRET.encode() not in f.read_bytes(), f
     judge = api_reward._get_judge(kw)
     assert SECRET not in repr(judge) and SECRET not in repr(judge.cfg)
+
+
+# Bodies that put the key right where the log text is cut: at 300 characters for a 4xx body,
+# at 80 for a non-JSON body or a reply without a number. Cutting before redacting logs "sk-t...".
+KEY_AT_CUT = [
+    ("4xx body", {"status": 400, "body": b"x" * 296 + SECRET.encode()}),  # why: the 300-character cut
+    ("non-JSON body", {"raw": b"<" * 76 + SECRET.encode()}),  # why: the 80-character cut of a bad body
+    ("reply without a number", {"reply": "z" * 76 + SECRET}),  # why: the 80-character cut of the reply
+]
+
+
+@pytest.mark.parametrize("label, step", KEY_AT_CUT, ids=[label for label, _ in KEY_AT_CUT])
+def test_key_across_the_log_cut_is_redacted_whole(server, monkeypatch, caplog, label, step):
+    monkeypatch.setenv("JUDGE_TEST_KEY", SECRET)
+    caplog.set_level(logging.WARNING, logger="ppo.api_reward")
+    m = marker()
+    server.plan(m, step)
+    result = score(m, **kwargs_for(server, api_key_env="JUDGE_TEST_KEY", max_retries=0))
+    assert result["judge_failed"] == 1.0
+    assert "***" in caplog.text, caplog.text
+    # Not even the key's first 4 characters: what a cut through the key would leave.
+    assert SECRET[:4] not in caplog.text, caplog.text
 
 
 def test_no_key_means_no_authorization_header(server):
