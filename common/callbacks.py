@@ -322,7 +322,7 @@ def export_and_evaluate(ctx: Context, python: str = sys.executable) -> dict:
         step = ctx.last_checkpoint or int((ctx.checkpoints_dir / TRACKER).read_text().strip())
         report = ctx.checkpoints_dir / f"eval_global_step_{step}.xlsx"
         cmd = [str(REPO_ROOT / "test.sh"), "--batch", "--model_path", resolved.hf_path, "--input_file", ctx.val_file,
-               "--output_file", str(report), "--temperature", "0", "-q"]
+               "--output_file", str(report), "--temperature", "0", "-q", "--force"]  # a relaunch re-scores the step
         ctx.log("evaluating: " + " ".join(cmd))
         env = {**os.environ, "PYTHON": python}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
