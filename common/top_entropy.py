@@ -41,6 +41,7 @@ error naming TOP_ENTROPY_QUANTILE.
 Offers:
 - KNOB, LOSS_MODE, CONFIG_TARGET, THRESHOLD_KEY, QUANTILE_PATH and the metric names.
 - overrides(q) -> list[str]: the Hydra overrides for TOP_ENTROPY_QUANTILE=q ([] for 1.0).
+- summary(q) -> str: the line a dry run prints.
 - config_problems(cfg) -> list[str]: settings of a composed config that cannot carry the mask.
 - TopEntropyPolicyLossConfig: verl's PolicyLossConfig plus `top_entropy_quantile` (checked 0 < q <= 1).
 - kept_count(share, total), entropy_threshold(values, share, group) -> (tau, kept, total): the exact
@@ -102,6 +103,17 @@ def overrides(quantile: float) -> list[str]:
         f"actor_rollout_ref.actor.policy_loss._target_={CONFIG_TARGET}",
         f"+{QUANTILE_PATH}={quantile!r}",
     ]
+
+
+def summary(quantile: float) -> str:
+    """The line a dry run prints for TOP_ENTROPY_QUANTILE=quantile."""
+    TopEntropyPolicyLossConfig._check_quantile(quantile)
+    if quantile == 1.0:
+        return f"{KNOB}=1.0: policy gradient on every response token (off)"
+    return (
+        f"{KNOB}={quantile}: policy gradient only on the {quantile * 100:g}% highest-entropy response tokens "
+        f"(threshold over the step's batch on all GPUs; {__name__}, arXiv 2506.01939)"
+    )
 
 
 def config_problems(cfg) -> list[str]:

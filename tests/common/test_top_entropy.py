@@ -152,6 +152,13 @@ def test_overrides_are_empty_when_off_and_three_keys_when_on():
     ]
 
 
+def test_summary_line_for_the_dry_run():
+    assert te.summary(1.0) == "TOP_ENTROPY_QUANTILE=1.0: policy gradient on every response token (off)"
+    assert te.summary(0.2).startswith(
+        "TOP_ENTROPY_QUANTILE=0.2: policy gradient only on the 20% highest-entropy response tokens"
+    )
+
+
 @pytest.mark.parametrize(
     "quantile",
     [
