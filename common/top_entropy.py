@@ -20,9 +20,10 @@ HFModelConfig.__post_init__, before ActorRolloutRefWorker.init_model binds the a
    and stores it with the batch as `entropy`; update_actor receives it with every sample. No extra
    forward pass is run.
 2. The threshold: `TrainingWorker.train_mini_batch` (workers/engine_workers.py) receives the step
-   batch of one data-parallel rank before any mini-batch is split off. Its wrapper here finds tau
-   over all ranks (`entropy_threshold`, exact) and stores it in the batch as a non-tensor value,
-   which verl copies into every mini-batch and micro-batch.
+   batch of one data-parallel rank before any mini-batch is split off (the whole step's batch in
+   verl's default sync trainer; one local update's batch in its separate-async mode). Its wrapper
+   here finds tau over all ranks (`entropy_threshold`, exact) and stores it in the batch as a
+   non-tensor value, which verl copies into every mini-batch and micro-batch.
 3. The mask: `ppo_loss` (workers/utils/losses.py, bound by init_model as
    `partial(ppo_loss, config=actor_config)`) is wrapped to build the keep mask of its micro-batch
    (entropy >= tau) and to report `actor/top_entropy_threshold` and `actor/top_entropy_kept_share`.
@@ -461,6 +462,14 @@ def check_verl_hooks() -> None:
         raise _error(f"{_ENGINE_WORKERS} / {_LOSSES}::ppo_loss", "not found")
     if _params(losses.ppo_loss) != ["config", "model_output", "data", "dp_group"]:
         raise _error(f"{_LOSSES}::ppo_loss", "expected parameters (config, model_output, data, dp_group)")
+    from verl.utils import tensordict_utils as tu
+    from verl.workers.engine.base import BaseEngine
+
+    if not hasattr(BaseEngine, "get_data_parallel_group"):
+        raise _error("verl/workers/engine/base.py::BaseEngine.get_data_parallel_group", "not found")
+    for name in ("assign_non_tensor", "get_non_tensor_data"):
+        if not hasattr(tu, name):
+            raise _error(f"verl/utils/tensordict_utils.py::{name}", "not found")
     init_model = getattr(getattr(engine_workers, "ActorRolloutRefWorker", None), "init_model", None)
     try:
         init_source = inspect.getsource(init_model)

@@ -625,6 +625,12 @@ def _change_policy_loss_signature(mp, ew, losses, core):
     mp.setitem(core.POLICY_LOSS_REGISTRY, "vanilla", lambda old_log_prob, log_prob, advantages: None)
 
 
+def _break_data_parallel_group(mp, ew, losses, core):
+    from verl.workers.engine.base import BaseEngine
+
+    mp.delattr(BaseEngine, "get_data_parallel_group")
+
+
 # (case, what a verl upgrade changes, where the error must point)
 HOOK_BREAKS = [
     ("train_mini_batch-gone", _break_train_mini_batch,
@@ -638,6 +644,8 @@ HOOK_BREAKS = [
     ("register_policy_loss-gone", _break_register_policy_loss, "verl/trainer/ppo/core_algos.py::register_policy_loss"),
     ("policy-loss-signature", _change_policy_loss_signature,
      "verl/trainer/ppo/core_algos.py::compute_policy_loss_vanilla"),
+    ("data-parallel-group-gone", _break_data_parallel_group,
+     "verl/workers/engine/base.py::BaseEngine.get_data_parallel_group"),
 ]  # fmt: skip
 
 
