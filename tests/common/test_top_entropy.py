@@ -238,13 +238,18 @@ def launches(tmp_path_factory):
     from concurrent.futures import ThreadPoolExecutor
 
     out = tmp_path_factory.mktemp("outputs")
-    methods = ("dapo", "grpo", "gspo")
-    with ThreadPoolExecutor(len(methods)) as pool:
-        runs = pool.map(lambda m: dry_run(m, env={"OUTPUT_DIR": str(out)}, args=tuple(te.overrides(SHARE))), methods)
+    # The three methods at 0.2, and one launch with a share verl's validate_config must refuse.
+    runs = [(m, m, te.overrides(SHARE)) for m in ("dapo", "grpo", "gspo")]
+    runs.append(("refused", "gspo", [o.replace("=0.2", "=1.5") for o in te.overrides(SHARE)]))
+    with ThreadPoolExecutor(len(runs)) as pool:
+        done = pool.map(lambda r: dry_run(r[1], env={"OUTPUT_DIR": str(out)}, args=tuple(r[2])), runs)
     results = {}
-    for method, result in zip(methods, runs):
-        assert result.returncode == 0, f"{method}: {result.stderr[-3000:]}"
-        results[method] = (result.stdout, printed_command(result.stdout))
+    for (name, _, _), result in zip(runs, done):
+        if name == "refused":
+            results[name] = result
+            continue
+        assert result.returncode == 0, f"{name}: {result.stderr[-3000:]}"
+        results[name] = (result.stdout, printed_command(result.stdout))
     return results
 
 
@@ -284,6 +289,15 @@ def test_launcher_composition_passes_verls_checks(launches, case, method, extra,
         "top_entropy", base, SHARE,
     )  # fmt: skip
     assert te.config_problems(cfg) == []
+
+
+@pytest.mark.slow
+def test_launcher_refuses_a_share_above_one(launches):
+    result = launches["refused"]
+    assert result.returncode != 0
+    assert "TOP_ENTROPY_QUANTILE=1.5 (actor_rollout_ref.actor.policy_loss.top_entropy_quantile)" in (
+        result.stdout + result.stderr
+    )
 
 
 @pytest.mark.slow
