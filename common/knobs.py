@@ -31,7 +31,7 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class Knob:
     name: str
-    kind: str  # str | int | float | bool | path | raw (a Hydra value such as [a,b], passed as written)
+    kind: str  # str | int | float | bool | path | raw (a Hydra value such as [a,b], passed as written) | special (plan.py)
     paths: tuple[str, ...]
     help: str = ""
     choices: tuple[str, ...] = ()
@@ -87,6 +87,9 @@ RL_KNOBS: tuple[Knob, ...] = (
     Knob("ENTROPY_MODE", "str", (f"{_ACTOR}.policy_loss.loss_mode",), "DAPO entropy control", ("vanilla", "clip_cov", "kl_cov")),
     Knob("CLIP_COV_RATIO", "float", (f"{_ACTOR}.policy_loss.clip_cov_ratio",), lo=0, hi=1, lo_open=True),
     Knob("KL_COV_RATIO", "float", (f"{_ACTOR}.policy_loss.kl_cov_ratio",), lo=0, hi=1, lo_open=True),
+    # Not a plain path: below 1 it also loads common/top_entropy.py into verl's workers (plan.py).
+    Knob("TOP_ENTROPY_QUANTILE", "special", (f"{_ACTOR}.policy_loss.top_entropy_quantile",),
+         "share of response tokens (the highest-entropy ones) that get the policy gradient; 1.0 = all", lo=0, hi=1, lo_open=True),
     Knob("DYNAMIC_SAMPLING", "bool", ("algorithm.filter_groups.enable",), "DAPO: drop groups with equal rewards"),
     Knob("FILTER_GROUPS_METRIC", "str", ("algorithm.filter_groups.metric",)),
     Knob("OVERLONG_SHAPING", "bool", ("reward.reward_kwargs.overlong_buffer_cfg.enable",)),
@@ -268,7 +271,7 @@ def parse_value(knob: Knob, raw: str):
     try:
         if knob.kind == "int":
             value = int(raw)
-        elif knob.kind == "float":
+        elif knob.kind in ("float", "special"):
             value = float(raw)
         else:
             value = None

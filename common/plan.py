@@ -196,13 +196,24 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
 
     for knob in knobs:
         raw = env.get(knob.name)
-        if raw is None or raw.strip() == "":
+        if raw is None or raw.strip() == "" or knob.kind == "special":
             continue
         value = parse_value(knob, raw)
         if knob.kind == "path":
             value = _resolve_path(value, method_dir)
         for path in knob.paths:
             add(path, value, raw=knob.kind == "raw")
+
+    # TOP_ENTROPY_QUANTILE below 1: verl's workers import common/top_entropy.py (external_lib), which
+    # registers the masked policy loss; 1.0 leaves verl's own loss untouched.
+    entropy_knob = next((k for k in knobs if k.name == "TOP_ENTROPY_QUANTILE"), None)
+    if entropy_knob and (env.get(entropy_knob.name) or "").strip():
+        quantile = parse_value(entropy_knob, env[entropy_knob.name])
+        if quantile < 1.0:
+            from common import top_entropy
+
+            overrides.extend(top_entropy.overrides(quantile))
+            notes.append(top_entropy.summary(quantile))
 
     # GPUs: an empty or "auto" N_GPUS_PER_NODE counts the local GPUs.
     raw_gpus = (env.get("N_GPUS_PER_NODE") or "auto").strip()

@@ -24,6 +24,7 @@ import json
 import os
 from dataclasses import asdict
 
+from common.checks.algorithm import top_entropy_checks
 from common.checks.batch import batch_checks, sft_checks
 from common.checks.data import data_checks, prompt_length_checks
 from common.checks.environment import (
@@ -62,7 +63,7 @@ def run_checks(plan, cfg, env: dict | None = None, dry_run: bool | None = None, 
         steps = [lambda p, c, x: sft_checks(c)]
     else:
         steps = [lambda p, c, x: batch_checks(c), lambda p, c, x: parallel_checks(c, x.get("shape"))]
-    steps += [model_checks, length_checks, data_checks, data_source_checks, prompt_length_checks, reward_checks,
+    steps += [top_entropy_checks, model_checks, length_checks, data_checks, data_source_checks, prompt_length_checks, reward_checks,
               reward_manager_checks, legacy_key_checks, knob_name_checks, callbacks_checks, logger_checks, output_checks,
               version_checks, gpu_checks, ray_checks, memory_checks]
     results: list[Result] = []

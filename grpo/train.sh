@@ -31,6 +31,9 @@ USE_KL_LOSS=${USE_KL_LOSS:-true}
 KL_LOSS_COEF=${KL_LOSS_COEF:-0.001}
 # Policy learning rate; 1e-6 is safe for 0.5B-7B models, 5e-7 for larger ones.
 ACTOR_LR=${ACTOR_LR:-1e-6}
+# Share of response tokens, the highest-entropy ones, that get the policy gradient (arXiv 2506.01939);
+# 0.2 is the paper's DAPO recipe, 1.0 = every token (off). See README.md.
+TOP_ENTROPY_QUANTILE=${TOP_ENTROPY_QUANTILE:-1.0}
 # Entropy bonus in the actor loss; 0 = off (raise to 0.001 if entropy collapses).
 ENTROPY_COEFF=${ENTROPY_COEFF:-0}
 

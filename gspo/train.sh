@@ -36,6 +36,9 @@ CLIP_RATIO_LOW=${CLIP_RATIO_LOW:-0.0003}
 CLIP_RATIO_HIGH=${CLIP_RATIO_HIGH:-0.0004}
 # Policy learning rate; 1e-6 is safe for 0.5B-7B models, 5e-7 for larger ones.
 ACTOR_LR=${ACTOR_LR:-1e-6}
+# Share of response tokens, the highest-entropy ones, that get the policy gradient (arXiv 2506.01939);
+# 0.2 is the paper's DAPO recipe, 1.0 = every token (off). See README.md.
+TOP_ENTROPY_QUANTILE=${TOP_ENTROPY_QUANTILE:-1.0}
 
 # ---- batch sizes
 # 32 prompts x 8 responses = 256 sequences per step; 2,000 bundled rows / 32 = 62 steps per epoch.

@@ -233,19 +233,19 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def launches(tmp_path_factory):
-    """method -> (dry-run stdout, printed command) of `DRY_RUN=1 <method>/train.sh <overrides(0.2)>`,
-    the three run side by side."""
+    """method -> (dry-run stdout, printed command) of `TOP_ENTROPY_QUANTILE=0.2 DRY_RUN=1 <method>/train.sh`,
+    the three run side by side; plus the same overrides given by hand with a share verl must refuse."""
     from concurrent.futures import ThreadPoolExecutor
 
     out = tmp_path_factory.mktemp("outputs")
-    # The three methods at 0.2, and one launch with a share verl's validate_config must refuse.
-    runs = [(m, m, te.overrides(SHARE)) for m in ("dapo", "grpo", "gspo")]
-    runs.append(("refused", "gspo", [o.replace("=0.2", "=1.5") for o in te.overrides(SHARE)]))
+    runs = [(m, m, {"TOP_ENTROPY_QUANTILE": str(SHARE)}, ()) for m in ("dapo", "grpo", "gspo")]
+    runs.append(("refused", "gspo", {}, tuple(o.replace("=0.2", "=1.5") for o in te.overrides(SHARE))))
+    runs.append(("refused_knob", "gspo", {"TOP_ENTROPY_QUANTILE": "1.5"}, ()))
     with ThreadPoolExecutor(len(runs)) as pool:
-        done = pool.map(lambda r: dry_run(r[1], env={"OUTPUT_DIR": str(out)}, args=tuple(r[2])), runs)
+        done = pool.map(lambda r: dry_run(r[1], env={"OUTPUT_DIR": str(out), **r[2]}, args=r[3]), runs)
     results = {}
-    for (name, _, _), result in zip(runs, done):
-        if name == "refused":
+    for (name, _, _, _), result in zip(runs, done):
+        if name.startswith("refused"):
             results[name] = result
             continue
         assert result.returncode == 0, f"{name}: {result.stderr[-3000:]}"
@@ -275,8 +275,9 @@ def test_launcher_composition_passes_verls_checks(launches, case, method, extra,
     from verl.utils.config import validate_config
 
     stdout, command = launches[method]
-    # The dry run shows the knob: in the command and in verl's resolved config.
+    # The dry run shows the knob: in the command, in its notes and in verl's resolved config.
     assert all(o in command for o in te.overrides(SHARE))
+    assert f"# note: {te.summary(SHARE)}" in stdout and "top-entropy mask  ok" in stdout
     shown = resolved_config(stdout).actor_rollout_ref
     assert shown.actor.policy_loss.top_entropy_quantile == SHARE
     assert shown.model.external_lib == "common.top_entropy"
@@ -293,11 +294,15 @@ def test_launcher_composition_passes_verls_checks(launches, case, method, extra,
 
 @pytest.mark.slow
 def test_launcher_refuses_a_share_above_one(launches):
+    # Given by hand as an override, verl's own validate_config refuses it through the config class.
     result = launches["refused"]
     assert result.returncode != 0
     assert "TOP_ENTROPY_QUANTILE=1.5 (actor_rollout_ref.actor.policy_loss.top_entropy_quantile)" in (
         result.stdout + result.stderr
     )
+    # As the knob, the launcher refuses it before composing anything.
+    result = launches["refused_knob"]
+    assert result.returncode == 2 and "TOP_ENTROPY_QUANTILE=1.5 is out of range: it must be > 0 and <= 1" in result.stderr
 
 
 @pytest.mark.slow
