@@ -243,6 +243,9 @@ class Watcher:
         value = best_checkpoint.metric_value(settings.keep_best_metric, metrics)
         if value is None:
             return
+        # An earlier score still waiting for its checkpoint is settled first: kept, or dropped when verl
+        # has saved past it, so that it never blocks a lower score whose checkpoint exists.
+        self._link_pending_best()
         current = self.ctx.best.value if self.ctx.best else None
         if self._pending_best and best_checkpoint.is_better(self._pending_best[1], current, settings.keep_best_mode):
             current = self._pending_best[1]

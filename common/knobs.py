@@ -212,7 +212,7 @@ SPECIAL_KNOBS: dict[str, str] = {
     "ALERTS_CONFIG": "YAML whose alerts: section overrides monitor.alerts thresholds (default monitor/config.yaml)",
     "ALGORITHM": "RL preset (common/presets.py): grpo, dr_grpo, rloo, reinforce_pp_baseline, cispo, sapo, gmpo",
     "ENTROPY_MODE": "RL preset (common/presets.py): vanilla, clip_cov, kl_cov (the Entropy-Mechanism recipe's values)",
-    "ROLLOUT_CORRECTION": "off, metrics, token or sequence: verl's algorithm.rollout_correction for rollout/training mismatch",
+    "ROLLOUT_CORRECTION": "off, token or sequence: verl's algorithm.rollout_correction (importance weights for the rollout/training mismatch)",
     "ROLLOUT_CORRECTION_THRESHOLD": "token/sequence: the importance weights' upper bound (default 2.0), or LOWER_UPPER (IcePop)",
     "KEEP_BEST_METRIC": "a validation metric (val_acc or a verl key): its best checkpoint is kept in checkpoints/best/",
     "KEEP_BEST_MODE": "max or min (default: inferred from the name: acc/score/reward -> max, loss -> min)",

@@ -3,7 +3,7 @@
     .venv/bin/python -m common.presets        # every preset: its paper, the keys it sets and where each value comes from
     ALGORITHM=dr_grpo ./grpo/train.sh         # one of ALGORITHMS below, for any RL method (grpo/ lists it)
     ENTROPY_MODE=kl_cov ./dapo/train.sh       # one of ENTROPY_MODES below
-    ROLLOUT_CORRECTION=token ./grpo/train.sh  # off | metrics | token | sequence, for every RL method
+    ROLLOUT_CORRECTION=token ./grpo/train.sh  # off | token | sequence, for every RL method
 
 A preset is data: the verl keys it sets, each with the value of its paper or of verl's own example
 and where that value was read. Nothing here is new algorithm code: every preset selects verl 0.9.1's
@@ -181,7 +181,7 @@ ENTROPY_MODES: dict[str, Preset] = {
     ),
 }
 
-ROLLOUT_CORRECTION_MODES = ("off", "metrics", "token", "sequence")
+ROLLOUT_CORRECTION_MODES = ("off", "token", "sequence")
 # RolloutCorrectionConfig's fields, as the override paths under algorithm.rollout_correction.
 _RC_FIELDS = ("rollout_is", "rollout_is_threshold", "rollout_is_batch_normalize", "rollout_rs",
               "rollout_rs_threshold", "bypass_mode", "loss_type")
@@ -220,10 +220,11 @@ def rollout_correction(mode: str, threshold: float | str = 2.0) -> Preset:
                        "the V1 trainer computes the correction only when the engine returns its log-probs "
                        "(trainer/ppo/v1/trainer_base.py: 'rollout_log_probs' in data.batch)")
     if mode == "off":
-        return Preset("off", "no correction, no mismatch metrics (verl's default)", _RC_PAPER, "verl's ppo_trainer.yaml")
-    if mode == "metrics":
-        config, title, factory = RolloutCorrectionConfig.disabled(), "mismatch metrics only, no correction", "disabled()"
-    elif mode == "token":
+        # verl's own default: rollout_is null, so no weights; the rollout still returns its log-probs
+        # (rollout.yaml: calculate_log_probs: True), so the V1 trainer still logs the rollout_corr/* metrics.
+        return Preset("off", "no importance weights; the mismatch metrics are still logged (verl's default)", _RC_PAPER,
+                      "verl's algorithm/rollout_correction.yaml and rollout/rollout.yaml")
+    if mode == "token":
         config, factory = RolloutCorrectionConfig.decoupled_token_is(threshold=threshold), f"decoupled_token_is(threshold={threshold})"
         title = f"token-level truncated importance sampling (weights capped at {threshold})"
     elif mode == "sequence":

@@ -61,7 +61,7 @@ ROLLOUT_ENGINE=${ROLLOUT_ENGINE:-vllm}
 ROLLOUT_TP=${ROLLOUT_TP:-1}
 # Share of GPU memory the engine may take; the rest holds FSDP weights, gradients and optimizer.
 GPU_MEM_UTIL=${GPU_MEM_UTIL:-0.5}
-# Rollout/training numerics mismatch (vLLM vs FSDP): off, metrics, token or sequence (verl's rollout_correction).
+# Correct the rollout/training numerics mismatch (vLLM vs FSDP): off, token or sequence importance weights.
 ROLLOUT_CORRECTION=${ROLLOUT_CORRECTION:-off}
 
 # ---- hardware

@@ -58,7 +58,7 @@ ROLLOUT_ENGINE=${ROLLOUT_ENGINE:-vllm}
 ROLLOUT_TP=${ROLLOUT_TP:-1}
 # Policy engine's share of GPU memory; actor, critic and reference FSDP state share the rest.
 GPU_MEM_UTIL=${GPU_MEM_UTIL:-0.4}
-# Rollout/training numerics mismatch (vLLM vs FSDP): off, metrics, token or sequence (verl's rollout_correction).
+# Correct the rollout/training numerics mismatch (vLLM vs FSDP): off, token or sequence importance weights.
 ROLLOUT_CORRECTION=${ROLLOUT_CORRECTION:-off}
 
 # ---- hardware

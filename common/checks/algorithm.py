@@ -131,9 +131,10 @@ def rollout_correction_checks(plan, cfg, ctx) -> list[Result]:
     if results:
         return results
     if not logprobs:
-        return [Result.ok("rollout correction", "off (ROLLOUT_CORRECTION=metrics logs the rollout/training mismatch)")]
-    what = "mismatch metrics only" if not correcting else (
+        return [Result.ok("rollout correction", "off, and no mismatch metrics: the rollout returns no log-probs "
+                          "(actor_rollout_ref.rollout.calculate_log_probs=false)")]
+    what = "off (no importance weights)" if not correcting else (
         f"{level or 'no'}-level importance weights (threshold {rc.get('rollout_is_threshold')})"
         + (f", rejection {rs} ({rc.get('rollout_rs_threshold')})" if rs else ""))
-    return [Result.ok("rollout correction", f"{what}; logs rollout_corr/kl, rollout_corr/k3_kl, rollout_corr/log_ppl_abs_diff, "
-                      "rollout_corr/chi2_token ... and training/rollout_probs_diff_*")]
+    return [Result.ok("rollout correction", f"{what}; verl logs the mismatch as rollout_corr/kl, rollout_corr/k3_kl, "
+                      "rollout_corr/log_ppl_abs_diff, rollout_corr/chi2_token ... and training/rollout_probs_diff_*")]
