@@ -220,9 +220,13 @@ def test_rollout_correction_through_verls_helper(mode):
                                          "response_mask": torch.ones(2, 3)})
     batch, metrics = compute_rollout_correction_and_add_to_batch(batch, cfg.algorithm.rollout_correction)
     # The mismatch metrics verl logs in every mode (rollout_corr_helper.compute_offpolicy_metrics).
-    for key in ("kl", "k3_kl", "training_ppl", "rollout_ppl", "log_ppl_diff", "log_ppl_abs_diff", "ppl_ratio",
-                "chi2_token", "chi2_seq"):
+    for key in ("kl", "k3_kl", "training_ppl", "rollout_ppl", "training_log_ppl", "rollout_log_ppl", "log_ppl_diff",
+                "log_ppl_abs_diff", "log_ppl_diff_max", "log_ppl_diff_min", "ppl_ratio", "chi2_token", "chi2_seq"):
         assert f"rollout_corr/{key}" in metrics, key
+    if mode != "off":  # the weights' own statistics (the names grpo/README.md lists)
+        for key in ("mean", "std", "min", "max", "eff_sample_size", "ratio_fraction_high", "ratio_fraction_low",
+                    "seq_mean", "seq_std", "seq_min", "seq_max", "seq_max_deviation", "seq_fraction_high", "seq_fraction_low"):
+            assert f"rollout_corr/rollout_is_{key}" in metrics, key
     weights = batch.batch.get("rollout_is_weights")
     if mode == "off":
         assert weights is None and "rollout_corr/rollout_is_mean" not in metrics
