@@ -251,7 +251,8 @@ def chosen(env: dict[str, str], trainer: str = "rl") -> list[tuple[str, Preset]]
     names = ("ALGORITHM", "ENTROPY_MODE", "ROLLOUT_CORRECTION", "ROLLOUT_CORRECTION_THRESHOLD")
     given = {name: (env.get(name) or "").strip() for name in names}
     if trainer != "rl":
-        extra = [name for name, value in given.items() if value]
+        # off / vanilla choose nothing, so an exported default does not stop an SFT launch.
+        extra = [name for name, value in given.items() if value and value not in ("off", "vanilla")]
         if extra:
             raise ConfigError(f"{', '.join(extra)} apply to the RL methods (grpo, dapo, gspo, ppo), not to SFT: unset them")
         return []

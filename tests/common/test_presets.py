@@ -285,6 +285,10 @@ def test_bad_preset_values_name_the_knob(env, words):
 def test_presets_are_refused_for_sft():
     with pytest.raises(ConfigError, match="ALGORITHM apply to the RL methods"):
         plan_mod.make_plan(REPO_ROOT / "sft", {"ALGORITHM": "rloo"}, [], detect=lambda: (1, "test"))
+    # The values that choose nothing do not stop an SFT launch (an exported default, say).
+    plan = plan_mod.make_plan(REPO_ROOT / "sft", {"ROLLOUT_CORRECTION": "off", "ENTROPY_MODE": "vanilla"}, [],
+                              detect=lambda: (1, "test"))
+    assert not any("policy_loss" in o or "rollout_correction" in o for o in plan.overrides)
 
 
 def test_every_preset_cites_a_paper_and_a_source_for_every_value():
