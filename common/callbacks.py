@@ -13,12 +13,18 @@ Offers:
     CALLBACKS_FILE [unset]       a .py defining any of on_step(step, metrics, ctx),
                                  on_checkpoint(step, path, ctx), on_end(exit_code, ctx)
     ALERTS_CONFIG [monitor/config.yaml]  thresholds for monitor.alerts (its `alerts:` section)
+    KEEP_BEST_METRIC [unset]     a validation metric (val_acc, val_reward or a verl key such as
+                                 val-core/openai/gsm8k/acc/mean@1): the checkpoint of its best value is
+                                 kept in checkpoints/best/ (common/best_checkpoint.py), whatever
+                                 MAX_CKPT_TO_KEEP removes
+    KEEP_BEST_MODE [inferred]    max or min (acc/score/reward -> max, loss -> min)
+    EXPORT_CHECKPOINT [best with KEEP_BEST_METRIC, else last]  which checkpoint the end-of-run export takes
 - Context: what hooks get (run_dir, checkpoints_dir, metrics_file, val_file, settings, log(), request_stop()).
 - Watcher(ctx, terminate): a thread that tails ctx.metrics_file (verl's file logger, one JSON line per
   step), notices new checkpoints (latest_checkpointed_iteration.txt), and calls the hooks; `poll()`
   does one pass (tests call it directly), `start()`/`stop()` run it in the background.
 - builtin hooks: alerts (monitor.alerts.check_alerts, printed into the console log), NaN and KL stops.
-- on_end(exit_code, ctx): export + evaluation + the user's on_end.
+- on_end(exit_code, ctx): export (the best or the last checkpoint) + evaluation + the user's on_end.
 
 How a stop works (verl 0.9.1 has no stop signal): verl's V1 trainer (trainer/ppo/v1/trainer_base.py)
 saves at `global_steps % save_freq == 0` and has no signal handler or ESI check (the ESI expiration
@@ -43,7 +49,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from common.knobs import parse_bool
+from common import best_checkpoint
+from common.knobs import ConfigError, parse_bool
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRACKER = "latest_checkpointed_iteration.txt"
@@ -62,6 +69,9 @@ class Settings:
     eval_after_train: bool = False
     callbacks_file: str | None = None
     alerts_config: str | None = None
+    keep_best_metric: str | None = None
+    keep_best_mode: str = "max"
+    export_checkpoint: str = "last"  # best | last
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> Settings:
@@ -70,10 +80,9 @@ class Settings:
             try:
                 return kind(raw) if raw else default
             except ValueError:
-                from common.knobs import ConfigError
-
                 raise ConfigError(f"{name}={raw!r} is not {'an integer' if kind is int else 'a number'}") from None
 
+        metric, mode, export = keep_best_settings(env)
         return cls(
             stop_on_nan=parse_bool("STOP_ON_NAN", env.get("STOP_ON_NAN") or "false"),
             kl_stop_threshold=num("KL_STOP_THRESHOLD", 0.0, float),
@@ -82,7 +91,32 @@ class Settings:
             eval_after_train=parse_bool("EVAL_AFTER_TRAIN", env.get("EVAL_AFTER_TRAIN") or "false"),
             callbacks_file=env.get("CALLBACKS_FILE") or None,
             alerts_config=env.get("ALERTS_CONFIG") or None,
+            keep_best_metric=metric,
+            keep_best_mode=mode,
+            export_checkpoint=export,
         )
+
+
+def keep_best_settings(env: dict[str, str]) -> tuple[str | None, str, str]:
+    """(KEEP_BEST_METRIC or None, its mode max|min, EXPORT_CHECKPOINT best|last), each checked."""
+    metric = (env.get("KEEP_BEST_METRIC") or "").strip() or None
+    if metric and any(c.isspace() for c in metric):
+        raise ConfigError(f"KEEP_BEST_METRIC={metric!r}: a metric key has no spaces (e.g. val_acc or "
+                          "val-core/openai/gsm8k/acc/mean@1)")
+    raw_mode = (env.get("KEEP_BEST_MODE") or "").strip().lower()
+    if raw_mode not in ("", "auto", "max", "min"):
+        raise ConfigError(f"KEEP_BEST_MODE={raw_mode!r} is not one of: max, min, auto")
+    mode = raw_mode if raw_mode in ("max", "min") else (best_checkpoint.infer_mode(metric) if metric else "max")
+    if mode is None:
+        raise ConfigError(f"KEEP_BEST_MODE: cannot tell from its name whether a higher or a lower KEEP_BEST_METRIC={metric} "
+                          "is better; set KEEP_BEST_MODE=max or KEEP_BEST_MODE=min")
+    export = (env.get("EXPORT_CHECKPOINT") or "").strip().lower() or ("best" if metric else "last")
+    if export not in ("best", "last"):
+        raise ConfigError(f"EXPORT_CHECKPOINT={export!r} is not one of: best, last")
+    if export == "best" and not metric:
+        raise ConfigError("EXPORT_CHECKPOINT=best needs KEEP_BEST_METRIC (the validation metric that defines the best, "
+                          "e.g. KEEP_BEST_METRIC=val_acc)")
+    return metric, mode, export
 
 
 @dataclass
@@ -93,12 +127,15 @@ class Context:
     settings: Settings
     val_file: str | None = None
     save_freq: int = -1
+    test_freq: int = -1
+    resume_mode: str = "auto"
     out: Callable[[str], None] = print
     rows: list[dict] = field(default_factory=list)  # every metrics record so far ({"step", "data"})
     stop_reason: str | None = None
     stop_at_step: int | None = None  # stop once a checkpoint at or after this step exists
     stopped: bool = False
     last_checkpoint: int | None = None
+    best: best_checkpoint.BestRecord | None = None  # the kept best checkpoint (KEEP_BEST_METRIC)
     user: dict = field(default_factory=dict)  # free space for the user's hooks
 
     def log(self, message: str) -> None:
@@ -121,21 +158,15 @@ def load_user_hooks(path: str | None) -> dict[str, Callable]:
         return {}
     file = Path(path).expanduser()
     if not file.is_file():
-        from common.knobs import ConfigError
-
         raise ConfigError(f"CALLBACKS_FILE={path}: no such file")
     spec = importlib.util.spec_from_file_location(f"user_callbacks_{file.stem}", file)
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
-        from common.knobs import ConfigError
-
         raise ConfigError(f"CALLBACKS_FILE={path}: importing it failed: {type(exc).__name__}: {exc}") from None
     hooks = {name: getattr(module, name) for name in ("on_step", "on_checkpoint", "on_end") if callable(getattr(module, name, None))}
     if not hooks:
-        from common.knobs import ConfigError
-
         raise ConfigError(f"CALLBACKS_FILE={path} defines none of on_step, on_checkpoint, on_end")
     return hooks
 
@@ -159,6 +190,15 @@ def _finite(value) -> bool:
     return not isinstance(value, (int, float)) or math.isfinite(value)
 
 
+def _tracker_step(checkpoints_dir: Path) -> int | None:
+    """The step in verl's latest_checkpointed_iteration.txt (written after a save completes), or None."""
+    try:
+        text = (checkpoints_dir / TRACKER).read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
 class Watcher:
     """Tails the metrics JSONL and the checkpoint tracker; calls the built-in and user hooks."""
 
@@ -173,6 +213,70 @@ class Watcher:
         self._kl_run = 0
         self._thread: threading.Thread | None = None
         self._halt = threading.Event()
+        # A new best score whose checkpoint is not complete yet: (step, value), linked once it is.
+        self._pending_best: tuple[int, float] | None = None
+        if ctx.settings.keep_best_metric:
+            self._start_best()
+
+    # -- the best checkpoint
+    def _start_best(self) -> None:
+        ctx = self.ctx
+        ctx.best = best_checkpoint.read_best(ctx.checkpoints_dir)
+        if ctx.best is None:
+            return
+        if ctx.best.metric != ctx.settings.keep_best_metric or ctx.best.mode != ctx.settings.keep_best_mode:
+            ctx.log(f"best checkpoint: {ctx.best.metric} ({ctx.best.mode}) was kept until now; "
+                    f"KEEP_BEST_METRIC={ctx.settings.keep_best_metric} ({ctx.settings.keep_best_mode}) starts afresh")
+            ctx.best = None
+            return
+        if ctx.resume_mode != "auto":
+            # This launch may write the same global_step_N again; torch.save truncates the existing file,
+            # which the hard link in best/ would follow: give best/ its own copies first.
+            copied = best_checkpoint.detach(ctx.checkpoints_dir)
+            if copied:
+                ctx.log(f"best checkpoint: RESUME_MODE={ctx.resume_mode}: {copied} shared file(s) of "
+                        f"{ctx.best.path(ctx.checkpoints_dir)} copied so verl cannot overwrite them")
+        ctx.log(f"best checkpoint so far: step {ctx.best.step}, {ctx.best.metric}={ctx.best.value:g}")
+
+    def _on_score(self, step: int, metrics: dict) -> None:
+        settings = self.ctx.settings
+        value = best_checkpoint.metric_value(settings.keep_best_metric, metrics)
+        if value is None:
+            return
+        # An earlier score still waiting for its checkpoint is settled first: kept, or dropped when verl
+        # has saved past it, so that it never blocks a lower score whose checkpoint exists.
+        self._link_pending_best()
+        current = self.ctx.best.value if self.ctx.best else None
+        if self._pending_best and best_checkpoint.is_better(self._pending_best[1], current, settings.keep_best_mode):
+            current = self._pending_best[1]
+        if best_checkpoint.is_better(value, current, settings.keep_best_mode):
+            self._pending_best = (step, value)
+            self._link_pending_best()
+
+    def _link_pending_best(self) -> None:
+        if self._pending_best is None:
+            return
+        ctx = self.ctx
+        step, value = self._pending_best
+        latest = _tracker_step(ctx.checkpoints_dir)
+        saved = ctx.checkpoints_dir / f"global_step_{step}"
+        if latest is None or latest < step or not saved.is_dir():
+            if latest is not None and latest > step:  # verl has moved past that step without saving it
+                self._pending_best = None
+                ctx.log(f"step {step}: {ctx.settings.keep_best_metric}={value:g} is the best so far, but no checkpoint "
+                        f"was saved at that step (SAVE_FREQ={ctx.save_freq}, TEST_FREQ={ctx.test_freq}); it cannot be kept")
+            return
+        self._pending_best = None
+        try:
+            ctx.best = best_checkpoint.keep(ctx.checkpoints_dir, step, ctx.settings.keep_best_metric, value,
+                                            ctx.settings.keep_best_mode)
+        except OSError as exc:
+            ctx.log(f"best checkpoint: could not keep {saved}: {type(exc).__name__}: {exc}")
+            return
+        how = (f"{ctx.best.linked_files} file(s) hard-linked" if not ctx.best.copied_files
+               else f"{ctx.best.copied_files} file(s) copied (no hard links on this filesystem)")
+        ctx.log(f"new best checkpoint: step {step}, {ctx.settings.keep_best_metric}={value:g} -> "
+                f"{ctx.best.path(ctx.checkpoints_dir)} ({how})")
 
     # -- the stream
     def _new_records(self) -> list[dict]:
@@ -202,11 +306,12 @@ class Watcher:
         return records
 
     def poll(self) -> None:
-        """One pass: new metric records, then a new checkpoint, then a pending stop."""
+        """One pass: new metric records, then a new checkpoint, then a pending best and a pending stop."""
         for rec in self._new_records():
             self.ctx.rows.append(rec)
             self._on_step(int(rec["step"]), rec.get("data") or {})
         self._check_checkpoint()
+        self._link_pending_best()
         self._maybe_stop()
 
     def _call_user(self, name: str, *args) -> None:
@@ -233,6 +338,8 @@ class Watcher:
                 self.ctx.request_stop(
                     f"KL {kl:.4g} above KL_STOP_THRESHOLD={threshold:g} for {self._kl_run} steps (KL_STOP_STEPS)", step
                 )
+        if self.ctx.settings.keep_best_metric:
+            self._on_score(step, metrics)
         self._call_user("on_step", step, metrics)
 
     def _alerts(self) -> None:
@@ -253,14 +360,9 @@ class Watcher:
             self.ctx.log(f"ALERT {alert.severity} step {alert.step}: {alert.message} -> {alert.advice}")
 
     def _check_checkpoint(self) -> None:
-        tracker = self.ctx.checkpoints_dir / TRACKER
-        try:
-            text = tracker.read_text().strip()
-        except OSError:
+        step = _tracker_step(self.ctx.checkpoints_dir)
+        if step is None or step == self.ctx.last_checkpoint:
             return
-        if not text.isdigit() or int(text) == self.ctx.last_checkpoint:
-            return
-        step = int(text)
         path = self.ctx.checkpoints_dir / f"global_step_{step}"
         if not path.is_dir():
             return
@@ -298,28 +400,46 @@ class Watcher:
         self.poll()  # the last lines verl wrote before it exited
 
 
+def export_target(ctx: Context) -> tuple[Path, int | None, str] | None:
+    """(folder to export, its step, what it is) for EXPORT_CHECKPOINT, or None when there is no checkpoint."""
+    if ctx.settings.export_checkpoint == "best":
+        record = best_checkpoint.read_best(ctx.checkpoints_dir)
+        if record is not None:
+            return (record.path(ctx.checkpoints_dir), record.step,
+                    f"the best checkpoint (step {record.step}, {record.metric}={record.value:g})")
+        ctx.log(f"EXPORT_CHECKPOINT=best: no best checkpoint was kept (no {ctx.settings.keep_best_metric} score at a "
+                "checkpointed step); exporting the last one")
+    step = _tracker_step(ctx.checkpoints_dir)
+    if step is None:
+        return None
+    return ctx.checkpoints_dir, step, f"the last checkpoint (step {step})"
+
+
 def export_and_evaluate(ctx: Context, python: str = sys.executable) -> dict:
-    """Merge the last checkpoint to Hugging Face format; with EVAL_AFTER_TRAIN, evaluate it on the val file."""
+    """Merge the best or last checkpoint (EXPORT_CHECKPOINT) to Hugging Face format; with EVAL_AFTER_TRAIN,
+    evaluate it on the val file."""
     from common.evaluation.checkpoint import CheckpointError, resolve_model
 
     out: dict = {}
     if not ctx.settings.export_after_train and not ctx.settings.eval_after_train:
         return out
-    if not (ctx.checkpoints_dir / TRACKER).is_file():
+    target = export_target(ctx)
+    if target is None:
         ctx.log(f"no checkpoint in {ctx.checkpoints_dir} to export (SAVE_FREQ > 0 saves one)")
         return out
+    folder, step, what = target
     try:
-        resolved = resolve_model(str(ctx.checkpoints_dir))
+        resolved = resolve_model(str(folder))
     except CheckpointError as exc:
         ctx.log(f"export failed: {exc}")
         return out
     out["hf_path"] = resolved.hf_path
-    ctx.log(f"exported to Hugging Face format: {resolved.hf_path}")
+    out["step"] = step
+    ctx.log(f"exported {what} to Hugging Face format: {resolved.hf_path}")
     if ctx.settings.eval_after_train:
         if not ctx.val_file or not Path(ctx.val_file).is_file():
             ctx.log(f"EVAL_AFTER_TRAIN: validation file {ctx.val_file} not found; skipped")
             return out
-        step = ctx.last_checkpoint or int((ctx.checkpoints_dir / TRACKER).read_text().strip())
         report = ctx.checkpoints_dir / f"eval_global_step_{step}.xlsx"
         cmd = [str(REPO_ROOT / "test.sh"), "--batch", "--model_path", resolved.hf_path, "--input_file", ctx.val_file,
                "--output_file", str(report), "--temperature", "0", "-q", "--force"]  # a relaunch re-scores the step
@@ -357,5 +477,7 @@ def context_for(plan, cfg, env: dict[str, str], out: Callable[[str], None] = pri
         settings=Settings.from_env(env),
         val_file=str(val) if val else None,
         save_freq=int(cfg.trainer.get("save_freq", -1) or -1),
+        test_freq=int(cfg.trainer.get("test_freq", -1) or -1),
+        resume_mode=str(cfg.trainer.get("resume_mode", "auto") or "auto"),
         out=out,
     )

@@ -8,14 +8,15 @@ Offers:
   SFT trainer (verl.trainer.sft_trainer). A train.sh sets only those its method needs; the
   launcher turns each one that is set into Hydra overrides.
 - parse_value(knob, raw): the typed value of a knob from its environment string, or a ConfigError
-  naming the variable.
+  naming the variable; parse_bool and parse_json_object for knobs outside the tables.
 - knobs_for_message(text, knobs): the knobs whose verl paths a verl error message mentions, so an
   error can say which variable to change.
 - known_names(trainer), other_trainer_knobs(trainer): the names the launcher reads, for the
   warnings about variables that look like knobs but are none.
 
-Knobs that need more than a path (GPU auto-detection, the logger list, LoRA on/off, output folders)
-are handled in common/launch.py and listed in SPECIAL_KNOBS so they show up in the table too.
+Knobs that need more than a path (GPU auto-detection, the logger list, LoRA on/off, output folders,
+the presets of common/presets.py, the watcher's settings of common/callbacks.py) are handled by the
+launcher and listed in SPECIAL_KNOBS so they show up in the table too.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class Knob:
     name: str
-    kind: str  # str | int | float | bool | path | raw (a Hydra value such as [a,b], passed as written) | special (plan.py)
+    kind: str  # str | int | float | bool | path | json (an object) | raw (a Hydra value such as [a,b], passed as written) | special (plan.py)
     paths: tuple[str, ...]
     help: str = ""
     choices: tuple[str, ...] = ()
@@ -69,6 +70,8 @@ RL_KNOBS: tuple[Knob, ...] = (
     Knob("MAX_PROMPT_LENGTH", "int", ("data.max_prompt_length",), lo=1),
     Knob("MAX_RESPONSE_LENGTH", "int", ("data.max_response_length",), lo=1),
     Knob("FILTER_OVERLONG_PROMPTS", "bool", ("data.filter_overlong_prompts",)),
+    Knob("CHAT_TEMPLATE_KWARGS", "json", ("data.apply_chat_template_kwargs",),
+         'chat template arguments, a JSON object: {"enable_thinking": false}'),
     Knob("TRAIN_BATCH_SIZE", "int", ("data.train_batch_size",), "prompts per step", lo=1),
     # --- algorithm
     Knob("ROLLOUT_N", "int", (f"{_ROLLOUT}.n",), "responses sampled per prompt", lo=1),
@@ -84,9 +87,13 @@ RL_KNOBS: tuple[Knob, ...] = (
     Knob("CLIP_RATIO_HIGH", "float", (f"{_ACTOR}.clip_ratio_high",), lo=0, lo_open=True),
     Knob("LOSS_AGG_MODE", "str", (f"{_ACTOR}.loss_agg_mode",)),
     Knob("POLICY_LOSS", "str", (f"{_ACTOR}.policy_loss.loss_mode",)),
-    Knob("ENTROPY_MODE", "str", (f"{_ACTOR}.policy_loss.loss_mode",), "DAPO entropy control", ("vanilla", "clip_cov", "kl_cov")),
-    Knob("CLIP_COV_RATIO", "float", (f"{_ACTOR}.policy_loss.clip_cov_ratio",), lo=0, hi=1, lo_open=True),
-    Knob("KL_COV_RATIO", "float", (f"{_ACTOR}.policy_loss.kl_cov_ratio",), lo=0, hi=1, lo_open=True),
+    # ENTROPY_MODE and ALGORITHM are presets (common/presets.py); these tune a preset's keys one by one.
+    Knob("CLIP_COV_RATIO", "float", (f"{_ACTOR}.policy_loss.clip_cov_ratio",), "clip_cov: share of tokens cut", lo=0, hi=1, lo_open=True),
+    Knob("CLIP_COV_LB", "float", (f"{_ACTOR}.policy_loss.clip_cov_lb",), "clip_cov: lower covariance bound"),
+    Knob("CLIP_COV_UB", "float", (f"{_ACTOR}.policy_loss.clip_cov_ub",), "clip_cov: upper covariance bound"),
+    Knob("KL_COV_RATIO", "float", (f"{_ACTOR}.policy_loss.kl_cov_ratio",), "kl_cov: share of tokens penalised", lo=0, hi=1, lo_open=True),
+    Knob("PPO_KL_COEF", "float", (f"{_ACTOR}.policy_loss.ppo_kl_coef",), "kl_cov: weight of the |log ratio| penalty", lo=0),
+    Knob("NORM_ADV_BY_STD", "bool", ("algorithm.norm_adv_by_std_in_grpo",), "GRPO: divide by the group's std"),
     # Not a plain path: below 1 it also loads common/top_entropy.py into verl's workers (plan.py).
     Knob("TOP_ENTROPY_QUANTILE", "special", (f"{_ACTOR}.policy_loss.top_entropy_quantile",),
          "share of response tokens (the highest-entropy ones) that get the policy gradient; 1.0 = all", lo=0, hi=1, lo_open=True),
@@ -171,6 +178,8 @@ SFT_KNOBS: tuple[Knob, ...] = (
     Knob("TRAIN_DATA", "path", ("data.train_files",)),
     Knob("VAL_DATA", "path", ("data.val_files",)),
     Knob("MAX_LENGTH", "int", ("data.max_length",), "tokens per conversation", lo=1),
+    Knob("CHAT_TEMPLATE_KWARGS", "json", ("data.apply_chat_template_kwargs",),
+         'chat template arguments, a JSON object: {"enable_thinking": false}'),
     Knob("TRAIN_BATCH_SIZE", "int", ("data.train_batch_size",), "conversations per step", lo=1),
     Knob("MICRO_BATCH_SIZE_PER_GPU", "int", ("data.micro_batch_size_per_gpu",), lo=1),
     Knob("MAX_TOKENS_PER_GPU", "int", ("data.max_token_len_per_gpu",), lo=1),
@@ -194,7 +203,7 @@ SFT_KNOBS: tuple[Knob, ...] = (
     Knob("SEED", "int", ("trainer.seed",), lo=0, hi=2**32 - 1),
 )
 
-# Handled by common/launch.py itself: name -> what it does.
+# Handled by the launcher (plan.py, presets.py, callbacks.py) rather than by one path: name -> what it does.
 SPECIAL_KNOBS: dict[str, str] = {
     "N_GPUS_PER_NODE": "GPUs per node; empty or 'auto' counts them with nvidia-smi (trainer.n_gpus_per_node)",
     "USE_LORA": "true sets the LoRA rank to LORA_RANK, false to 0 (model.lora_rank)",
@@ -223,6 +232,13 @@ SPECIAL_KNOBS: dict[str, str] = {
     "EVAL_AFTER_TRAIN": "1: then run ./test.sh --batch on the validation file into an .xlsx beside the checkpoints",
     "CALLBACKS_FILE": "a .py defining on_step(step, metrics, ctx), on_checkpoint(step, path, ctx), on_end(exit_code, ctx)",
     "ALERTS_CONFIG": "YAML whose alerts: section overrides monitor.alerts thresholds (default monitor/config.yaml)",
+    "ALGORITHM": "RL preset (common/presets.py): grpo, dr_grpo, rloo, reinforce_pp_baseline, cispo, sapo, gmpo",
+    "ENTROPY_MODE": "RL preset (common/presets.py): vanilla, clip_cov, kl_cov (the Entropy-Mechanism recipe's values)",
+    "ROLLOUT_CORRECTION": "off, token or sequence: verl's algorithm.rollout_correction (importance weights for the rollout/training mismatch)",
+    "ROLLOUT_CORRECTION_THRESHOLD": "token/sequence: the importance weights' upper bound (default 2.0), or LOWER_UPPER (IcePop)",
+    "KEEP_BEST_METRIC": "a validation metric (val_acc or a verl key): its best checkpoint is kept in checkpoints/best/",
+    "KEEP_BEST_MODE": "max or min (default: inferred from the name: acc/score/reward -> max, loss -> min)",
+    "EXPORT_CHECKPOINT": "best or last: the checkpoint exported at the end (default best with KEEP_BEST_METRIC, else last)",
 }
 
 # Switches of the launch itself rather than of the run: never listed as "knobs that differ".
@@ -252,6 +268,41 @@ def parse_bool(name: str, raw: str) -> bool:
     if value in _FALSE:
         return False
     raise ConfigError(f"{name}={raw!r} is not a boolean: use true or false")
+
+
+# Keys a Hydra override can carry unquoted in a dict value ({key:value}).
+_HYDRA_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def parse_json_object(name: str, raw: str) -> dict:
+    """A knob holding a JSON object, e.g. CHAT_TEMPLATE_KWARGS='{"enable_thinking": false}'.
+
+    >>> parse_json_object("CHAT_TEMPLATE_KWARGS", '{"enable_thinking": false}')
+    {'enable_thinking': False}
+    """
+    import json
+
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is not valid JSON ({exc}); write an object such as "
+                          f"{name}='{{\"enable_thinking\": false}}'") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name}={raw!r} is a JSON {type(value).__name__}, not an object: write "
+                          f"{name}='{{\"enable_thinking\": false}}'")
+
+    def check_keys(obj, where: str) -> None:
+        if isinstance(obj, dict):
+            for key, item in obj.items():
+                if not _HYDRA_KEY.match(key):
+                    raise ConfigError(f"{name}: key {where}{key!r} must be a plain identifier (letters, digits, _)")
+                check_keys(item, f"{where}{key}.")
+        elif isinstance(obj, list):
+            for item in obj:
+                check_keys(item, where)
+
+    check_keys(value, "")
+    return value
 
 
 def parse_value(knob: Knob, raw: str):
@@ -288,6 +339,8 @@ def parse_value(knob: Knob, raw: str):
         return value
     if knob.kind == "bool":
         return parse_bool(knob.name, raw)
+    if knob.kind == "json":
+        return parse_json_object(knob.name, raw)
     if knob.choices and raw not in knob.choices:
         raise ConfigError(f"{knob.name}={raw!r} is not one of: {', '.join(knob.choices)}")
     return raw

@@ -4,10 +4,13 @@
 
 Offers:
 - Plan: everything one launch needs (method, config name, trainer kind, Hydra overrides, run
-  folder, launch id, the environment verl gets, GPU counts, the command), computed, no side effects
-  except merging a verl checkpoint given as MODEL_PATH to Hugging Face format once.
+  folder, launch id, the environment verl gets, GPU counts, the command, notes, the wandb run id),
+  computed, no side effects except merging a verl checkpoint given as MODEL_PATH to Hugging Face
+  format once (a run folder's files are read, never written).
 - make_plan(method_dir, env, extra_args, detect): the Plan of a train.sh's exported config block;
-  a ConfigError names the variable to change.
+  a ConfigError names the variable to change. Order of the overrides, weakest first: the presets
+  (common/presets.py: ALGORITHM, ENTROPY_MODE, ROLLOUT_CORRECTION), then the knobs, then the
+  pass-through arguments.
 - hydra_value(value): a Python value written as a Hydra override value.
 - VERL_SEARCHPATH, REPO_ROOT.
 """
@@ -21,6 +24,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common import presets, run_folder
 from common.gpus import detect_gpus
 from common.knobs import RL_KNOBS, SFT_KNOBS, ConfigError, Knob, parse_bool, parse_value
 
@@ -57,7 +61,11 @@ class Plan:
     gpus_found: int
     gpus_how: str
     entry_module: str
+    # Notes printed with the dry run and at launch (a merged MODEL_PATH, the presets and the keys they set).
     model_notes: list[str] = field(default_factory=list)
+    # wandb's run id: the run folder's (run.json) on a relaunch, a new one on the first launch or with
+    # RESUME_MODE=disable; recorded in run.json when the launch starts (common/run_folder.py).
+    wandb_id: str | None = None
     # Filled by the launcher: common/preflight.py's results (printed as the report table).
     preflight: list = field(default_factory=list)
 
@@ -89,16 +97,35 @@ class Plan:
 
 
 
+def _looks_numeric(text: str) -> bool:
+    """Hydra would read this unquoted string as a number (e.g. 2024, 1e-3, 0.5_5.0 is not: kept a string)."""
+    try:
+        float(text)
+    except ValueError:
+        return "_" in text and text.replace("_", "").replace(".", "").isdigit()
+    return True
+
+
 def hydra_value(value) -> str:
-    """A Python value written as a Hydra override value."""
+    """A Python value written as a Hydra override value; strings stay strings.
+
+    >>> hydra_value({"enable_thinking": False, "effort": "low"})
+    '{enable_thinking:false,effort:low}'
+    >>> hydra_value("0.5_5.0"), hydra_value(None)
+    ("'0.5_5.0'", 'null')
+    """
+    if value is None:
+        return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{hydra_value(v)}" for k, v in value.items()) + "}"
     text = str(value)
-    if _PLAIN_VALUE.match(text) and text.lower() not in {"null", "true", "false"}:
+    if _PLAIN_VALUE.match(text) and text.lower() not in {"null", "true", "false"} and not _looks_numeric(text):
         return text
     # Quoted; a ${...} in a knob's value is text, never an OmegaConf interpolation (\${ escapes it).
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'").replace("${", "\\${") + "'"
@@ -177,6 +204,23 @@ def _reward_source(env: dict[str, str], method_dir: Path) -> dict[str, str]:
     return env
 
 
+def _resume_mode(env: dict[str, str], extra_args: list[str]) -> str:
+    """trainer.resume_mode as verl will see it: a pass-through argument, else RESUME_MODE, else auto."""
+    for arg in reversed(extra_args):
+        key, _, value = arg.partition("=")
+        if key.lstrip("+~") == "trainer.resume_mode":
+            return value.strip().strip("'\"")
+    return (env.get("RESUME_MODE") or "auto").strip()
+
+
+def _wandb_run_id(run_dir: Path, env: dict[str, str], extra_args: list[str]) -> str:
+    """The run folder's wandb id when this launch resumes it; a new one on a first launch or RESUME_MODE=disable."""
+    existing = run_folder.wandb_id(run_dir)
+    if existing and _resume_mode(env, extra_args) != "disable":
+        return existing
+    return run_folder.new_wandb_id()
+
+
 def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str], detect=detect_gpus) -> Plan:
     """Turn the config block (in env) into the overrides and paths of one launch."""
     method_dir = Path(method_dir).resolve()
@@ -191,8 +235,21 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
         overrides.append(f"{path}={value if raw else hydra_value(value)}")
 
     notes: list[str] = []
+    # The watcher's knobs (KEEP_BEST_METRIC, EXPORT_CHECKPOINT, STOP_ON_NAN ...) are checked now, before
+    # anything is written; common/callbacks.py reads them again when the run starts.
+    from common.callbacks import Settings
+
+    Settings.from_env(env)
     if env.get("MODEL_PATH"):
         env["MODEL_PATH"] = _resolve_model_path(env["MODEL_PATH"], env.get("LAUNCH_CWD"), method_dir, notes)
+
+    # Presets first (ALGORITHM, ENTROPY_MODE, ROLLOUT_CORRECTION), so a knob set in the block wins over them.
+    preset_keys: dict[str, tuple[str, str, object]] = {}
+    selected = presets.chosen(env, trainer)
+    for knob_name, preset, setting in presets.settings_of(selected):
+        add(setting.path, setting.value if setting.raw else hydra_value(setting.value), raw=True)
+        preset_keys[setting.path] = (knob_name, preset.name, setting.value)
+    notes += [presets.describe(knob_name, preset) for knob_name, preset in selected]
 
     for knob in knobs:
         raw = env.get(knob.name)
@@ -202,7 +259,11 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
         if knob.kind == "path":
             value = _resolve_path(value, method_dir)
         for path in knob.paths:
-            add(path, value, raw=knob.kind == "raw")
+            # A JSON object replaces verl's empty dict ({}), which Hydra refuses to override without "++".
+            add(f"++{path}" if knob.kind == "json" else path, value, raw=knob.kind == "raw")
+            if path in preset_keys and preset_keys[path][2] != value:
+                by, name, was = preset_keys[path]
+                notes.append(f"{knob.name}={raw.strip()} overrides {by}={name}'s {path}={was}")
 
     # TOP_ENTROPY_QUANTILE below 1: verl's workers import common/top_entropy.py (external_lib), which
     # registers the masked policy loss; 1.0 leaves verl's own loss untouched.
@@ -261,9 +322,15 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
     # Loggers: console and file always; wandb and tensorboard on request.
     loggers = ["console", "file"]
     run_env: dict[str, str] = {}
+    wandb_id = None
     if parse_bool("USE_WANDB", env.get("USE_WANDB") or "false"):
         loggers.append("wandb")
         run_env["WANDB_DIR"] = str(run_dir)
+        # A relaunch that resumes the checkpoints resumes the wandb run too: wandb.init (verl's
+        # utils/tracking.py) reads WANDB_RUN_ID and WANDB_RESUME from the environment.
+        wandb_id = _wandb_run_id(run_dir, env, extra_args)
+        run_env["WANDB_RUN_ID"] = wandb_id
+        run_env["WANDB_RESUME"] = "allow"
         if env.get("WANDB_ENTITY"):
             run_env["WANDB_ENTITY"] = env["WANDB_ENTITY"]
         if not env.get("WANDB_API_KEY") and not env.get("WANDB_MODE"):
@@ -293,6 +360,7 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
         gpus_found=found,
         gpus_how=how,
         model_notes=notes,
+        wandb_id=wandb_id,
         entry_module=env.get("TRAINER_MODULE") or ("verl.trainer.sft_trainer" if trainer == "sft" else "verl.trainer.main_ppo"),
     )
     # A file per launch: verl's file logger opens it with "wb", so a resume must not reuse one.

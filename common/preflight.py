@@ -11,8 +11,9 @@ Offers:
 - format_table(results), verdict(results), to_json(results, plan): the report.
 - failure_message(results, method): the config error a failed check turns into.
 
-The checks live in common/checks/, one module per subject (batch sizes, parallel sizes, the model's
-lengths and memory, data, reward, environment). Each rule mirrors a check in verl 0.9.1 (file
+The checks live in common/checks/, one module per subject (batch sizes, parallel sizes, the
+algorithm and rollout correction, the model's lengths and memory, data, reward, the best checkpoint,
+environment). Each rule mirrors a check in verl 0.9.1 (file
 named beside it), so a config that would crash minutes into a launch fails here instead, naming
 the config-block variable. A check that cannot run here (model not on disk, no GPU) says
 "skipped" and why: unchecked is never reported as passed.
@@ -24,8 +25,9 @@ import json
 import os
 from dataclasses import asdict
 
-from common.checks.algorithm import top_entropy_checks
+from common.checks.algorithm import algorithm_checks, rollout_correction_checks, top_entropy_checks
 from common.checks.batch import batch_checks, sft_checks
+from common.checks.checkpoints import keep_best_checks
 from common.checks.data import data_checks, prompt_length_checks
 from common.checks.environment import (
     callbacks_checks,
@@ -63,9 +65,10 @@ def run_checks(plan, cfg, env: dict | None = None, dry_run: bool | None = None, 
         steps = [lambda p, c, x: sft_checks(c)]
     else:
         steps = [lambda p, c, x: batch_checks(c), lambda p, c, x: parallel_checks(c, x.get("shape"))]
-    steps += [top_entropy_checks, model_checks, length_checks, data_checks, data_source_checks, prompt_length_checks, reward_checks,
-              reward_manager_checks, legacy_key_checks, knob_name_checks, callbacks_checks, logger_checks, output_checks,
-              version_checks, gpu_checks, ray_checks, memory_checks]
+    steps += [algorithm_checks, rollout_correction_checks, top_entropy_checks, model_checks, length_checks, data_checks,
+              data_source_checks, prompt_length_checks, reward_checks, reward_manager_checks, keep_best_checks,
+              legacy_key_checks, knob_name_checks, callbacks_checks, logger_checks, output_checks, version_checks,
+              gpu_checks, ray_checks, memory_checks]
     results: list[Result] = []
     for step in steps:
         try:

@@ -14,6 +14,9 @@ Offers:
   refused, naming the PID and host that hold it. lock_holder(run_dir) says who holds it now.
 - recorded_model(run_dir): the model the run folder was trained from (run.json), to refuse a
   resume from another model.
+- wandb_id(run_dir): the wandb run id run.json keeps (None before the first launch with wandb);
+  new_wandb_id(): a fresh one. update_run_json records plan.wandb_id, so a relaunch that resumes
+  the checkpoints logs into the same wandb run (the plan reads the id; only a real launch writes it).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import secrets
 import socket
+import string
 import tempfile
 from pathlib import Path
 
@@ -60,6 +65,25 @@ def total_steps(cfg) -> int | None:
     return per_epoch * int(cfg.trainer.total_epochs)
 
 
+# wandb's own ids are 8 characters of [a-z0-9] (wandb.util.generate_id); 36^8 = 2.8e12 choices.
+_WANDB_ID_CHARS = string.ascii_lowercase + string.digits
+WANDB_ID_LENGTH = 8
+
+
+def new_wandb_id() -> str:
+    return "".join(secrets.choice(_WANDB_ID_CHARS) for _ in range(WANDB_ID_LENGTH))
+
+
+def wandb_id(run_dir: Path) -> str | None:
+    """The wandb run id recorded in run_dir/run.json, or None (no run.json, no id, or an unreadable file)."""
+    try:
+        meta = json.loads((Path(run_dir) / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+    value = meta.get("wandb_id") if isinstance(meta, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -91,6 +115,10 @@ def update_run_json(plan, cfg, **launch_fields) -> None:
             "exit_code": None,
         }
         launches.append(current)
+    if getattr(plan, "wandb_id", None):
+        # The run's wandb id (a relaunch reuses it) and, per launch, the id that launch logged to.
+        meta["wandb_id"] = plan.wandb_id
+        current["wandb_id"] = plan.wandb_id
     current.update(launch_fields)
     atomic_write(path, json.dumps(meta, indent=2) + "\n")
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # DAPO on the bundled grade-school math set, one GPU by default.
 #   ./train.sh                                  # clip-higher, token-mean loss, dynamic sampling, overlong shaping
-#   ENTROPY_MODE=clip_cov ./train.sh            # with verl's covariance-based entropy control
+#   ENTROPY_MODE=kl_cov ./train.sh              # the Entropy-Mechanism recipe's KL-Cov (or clip_cov)
 #   DRY_RUN=1 ./train.sh                        # print command + resolved config, run the checks
 set -euo pipefail
 set -a  # everything assigned below is exported to the shared launcher
@@ -20,6 +20,8 @@ MODEL_PATH=${MODEL_PATH:-Qwen/Qwen2.5-0.5B-Instruct}
 TRAIN_DATA=${TRAIN_DATA:-data/train.parquet}
 # Validation parquet, scored every TEST_FREQ steps (bundled: 200 rows).
 VAL_DATA=${VAL_DATA:-data/val.parquet}
+# Chat template arguments as a JSON object, e.g. '{"enable_thinking": false}' for Qwen3; empty = none.
+CHAT_TEMPLATE_KWARGS=${CHAT_TEMPLATE_KWARGS:-}
 
 # ---- lengths (tokens)
 # Longest prompt; longer ones are cut from the left by verl (the preflight counts them).
@@ -30,10 +32,10 @@ MAX_RESPONSE_LENGTH=${MAX_RESPONSE_LENGTH:-1024}
 # ---- algorithm
 # Responses per prompt: 16 in the paper; 8 keeps one GPU busy but not swamped.
 ROLLOUT_N=${ROLLOUT_N:-8}
-# Clip-higher: ratios may rise to 1 + 0.28 but fall only to 1 - 0.2.
-CLIP_RATIO_LOW=${CLIP_RATIO_LOW:-0.2}
-# Upper clip bound of the importance ratio.
-CLIP_RATIO_HIGH=${CLIP_RATIO_HIGH:-0.28}
+# Clip-higher's lower bound: ratios fall only to 1 - 0.2; empty = config.yaml's 0.2 or the ENTROPY_MODE recipe's.
+CLIP_RATIO_LOW=${CLIP_RATIO_LOW:-}
+# Clip-higher's upper bound: ratios rise to 1 + 0.28; empty = config.yaml's 0.28 or the ENTROPY_MODE recipe's.
+CLIP_RATIO_HIGH=${CLIP_RATIO_HIGH:-}
 # Replace groups whose responses all score the same (they carry no gradient).
 DYNAMIC_SAMPLING=${DYNAMIC_SAMPLING:-true}
 # Linear penalty over the last OVERLONG_BUFFER_LEN tokens before MAX_RESPONSE_LENGTH.
@@ -42,7 +44,7 @@ OVERLONG_SHAPING=${OVERLONG_SHAPING:-true}
 OVERLONG_BUFFER_LEN=${OVERLONG_BUFFER_LEN:-$(( MAX_RESPONSE_LENGTH / 4 ))}
 # Penalty at the maximum length (the ramp runs from 0 to minus this).
 OVERLONG_PENALTY_FACTOR=${OVERLONG_PENALTY_FACTOR:-1.0}
-# vanilla: clip-higher only; clip_cov / kl_cov: verl's entropy-preserving losses (see README.md).
+# vanilla: clip-higher only; clip_cov / kl_cov: the Entropy-Mechanism recipe's losses and values (README.md).
 ENTROPY_MODE=${ENTROPY_MODE:-vanilla}
 # Policy learning rate; 1e-6 is safe for 0.5B-7B models, 5e-7 for larger ones.
 ACTOR_LR=${ACTOR_LR:-1e-6}
@@ -65,6 +67,8 @@ ROLLOUT_ENGINE=${ROLLOUT_ENGINE:-vllm}
 ROLLOUT_TP=${ROLLOUT_TP:-1}
 # Share of GPU memory the engine may take; the rest holds FSDP weights, gradients and optimizer.
 GPU_MEM_UTIL=${GPU_MEM_UTIL:-0.5}
+# Correct the rollout/training numerics mismatch (vLLM vs FSDP): off, token or sequence importance weights.
+ROLLOUT_CORRECTION=${ROLLOUT_CORRECTION:-off}
 
 # ---- hardware
 # GPUs per machine; empty or auto counts them with nvidia-smi.
@@ -119,6 +123,10 @@ KL_STOP_STEPS=${KL_STOP_STEPS:-5}
 EXPORT_AFTER_TRAIN=${EXPORT_AFTER_TRAIN:-true}
 # true: then score it with ./test.sh on VAL_DATA into an Excel workbook beside the checkpoints.
 EVAL_AFTER_TRAIN=${EVAL_AFTER_TRAIN:-false}
+# Keep the checkpoint with the best value of this validation metric (val_acc or a verl key); empty = off.
+KEEP_BEST_METRIC=${KEEP_BEST_METRIC:-}
+# Checkpoint the end-of-run export takes: best or last; empty = best when KEEP_BEST_METRIC is set, else last.
+EXPORT_CHECKPOINT=${EXPORT_CHECKPOINT:-}
 # Your own hooks: a .py with on_step / on_checkpoint / on_end (see docs/preflight.md).
 CALLBACKS_FILE=${CALLBACKS_FILE:-}
 # Memory the preflight estimate assumes per GPU when it cannot see one (a CPU-only dry run).

@@ -3,6 +3,7 @@
 #   ./train.sh                                   # train with the config block below
 #   DRY_RUN=1 ./train.sh                         # print command + resolved config, run verl's checks
 #   ROLLOUT_N=8 ./train.sh trainer.total_epochs=1   # any knob from the environment, any verl override after
+#   ALGORITHM=dr_grpo ./train.sh                 # a preset: dr_grpo, rloo, reinforce_pp_baseline, cispo, sapo, gmpo
 # Every knob is NAME=${NAME:-default}: set it in the environment or edit the default here.
 set -euo pipefail
 set -a  # everything assigned below is exported to the shared launcher
@@ -21,12 +22,16 @@ MODEL_PATH=${MODEL_PATH:-Qwen/Qwen2.5-0.5B-Instruct}
 TRAIN_DATA=${TRAIN_DATA:-data/train.parquet}
 # Validation parquet, scored every TEST_FREQ steps (bundled: 200 rows).
 VAL_DATA=${VAL_DATA:-data/val.parquet}
+# Chat template arguments as a JSON object, e.g. '{"enable_thinking": false}' for Qwen3; empty = none.
+CHAT_TEMPLATE_KWARGS=${CHAT_TEMPLATE_KWARGS:-}
 
 # ---- algorithm
+# Preset (README.md): grpo, dr_grpo, rloo, reinforce_pp_baseline, cispo, sapo or gmpo; knobs set below win over it.
+ALGORITHM=${ALGORITHM:-grpo}
 # Responses per prompt; the group GRPO normalises advantages over (5-8 recommended).
 ROLLOUT_N=${ROLLOUT_N:-5}
-# KL to the reference model as a loss term; false drops the reference model and saves its memory.
-USE_KL_LOSS=${USE_KL_LOSS:-true}
+# KL loss to the reference model; empty = the ALGORITHM's choice (true for grpo, cispo, gmpo); false saves the reference.
+USE_KL_LOSS=${USE_KL_LOSS:-}
 # Weight of the KL loss; 0.001 as in the GRPO paper, raise it if KL alerts fire.
 KL_LOSS_COEF=${KL_LOSS_COEF:-0.001}
 # Policy learning rate; 1e-6 is safe for 0.5B-7B models, 5e-7 for larger ones.
@@ -58,6 +63,8 @@ ROLLOUT_ENGINE=${ROLLOUT_ENGINE:-vllm}
 ROLLOUT_TP=${ROLLOUT_TP:-1}
 # Share of GPU memory the engine may take; the rest holds FSDP weights, gradients and optimizer.
 GPU_MEM_UTIL=${GPU_MEM_UTIL:-0.5}
+# Correct the rollout/training numerics mismatch (vLLM vs FSDP): off, token or sequence importance weights.
+ROLLOUT_CORRECTION=${ROLLOUT_CORRECTION:-off}
 
 # ---- hardware
 # Empty or auto: count the GPUs with nvidia-smi.
@@ -112,6 +119,10 @@ KL_STOP_STEPS=${KL_STOP_STEPS:-5}
 EXPORT_AFTER_TRAIN=${EXPORT_AFTER_TRAIN:-true}
 # true: then score it with ./test.sh on VAL_DATA into an Excel workbook beside the checkpoints.
 EVAL_AFTER_TRAIN=${EVAL_AFTER_TRAIN:-false}
+# Keep the checkpoint with the best value of this validation metric (val_acc or a verl key); empty = off.
+KEEP_BEST_METRIC=${KEEP_BEST_METRIC:-}
+# Checkpoint the end-of-run export takes: best or last; empty = best when KEEP_BEST_METRIC is set, else last.
+EXPORT_CHECKPOINT=${EXPORT_CHECKPOINT:-}
 # Your own hooks: a .py with on_step / on_checkpoint / on_end (see docs/preflight.md).
 CALLBACKS_FILE=${CALLBACKS_FILE:-}
 # Memory the preflight estimate assumes per GPU when it cannot see one (a CPU-only dry run).

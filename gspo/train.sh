@@ -20,6 +20,8 @@ MODEL_PATH=${MODEL_PATH:-Qwen/Qwen2.5-0.5B-Instruct}
 TRAIN_DATA=${TRAIN_DATA:-data/train.parquet}
 # Validation parquet, scored every TEST_FREQ steps (bundled: 200 rows).
 VAL_DATA=${VAL_DATA:-data/val.parquet}
+# Chat template arguments as a JSON object, e.g. '{"enable_thinking": false}' for Qwen3; empty = none.
+CHAT_TEMPLATE_KWARGS=${CHAT_TEMPLATE_KWARGS:-}
 
 # ---- lengths (tokens)
 # Longest prompt; longer ones are cut from the left by verl (the preflight counts them).
@@ -55,6 +57,8 @@ ROLLOUT_ENGINE=${ROLLOUT_ENGINE:-vllm}
 ROLLOUT_TP=${ROLLOUT_TP:-1}
 # Share of GPU memory the engine may take; the rest holds FSDP weights, gradients and optimizer.
 GPU_MEM_UTIL=${GPU_MEM_UTIL:-0.5}
+# Correct the rollout/training numerics mismatch (vLLM vs FSDP): off, token or sequence importance weights.
+ROLLOUT_CORRECTION=${ROLLOUT_CORRECTION:-off}
 
 # ---- hardware
 # GPUs per machine; empty or auto counts them with nvidia-smi.
@@ -109,6 +113,10 @@ KL_STOP_STEPS=${KL_STOP_STEPS:-5}
 EXPORT_AFTER_TRAIN=${EXPORT_AFTER_TRAIN:-true}
 # true: then score it with ./test.sh on VAL_DATA into an Excel workbook beside the checkpoints.
 EVAL_AFTER_TRAIN=${EVAL_AFTER_TRAIN:-false}
+# Keep the checkpoint with the best value of this validation metric (val_acc or a verl key); empty = off.
+KEEP_BEST_METRIC=${KEEP_BEST_METRIC:-}
+# Checkpoint the end-of-run export takes: best or last; empty = best when KEEP_BEST_METRIC is set, else last.
+EXPORT_CHECKPOINT=${EXPORT_CHECKPOINT:-}
 # Your own hooks: a .py with on_step / on_checkpoint / on_end (see docs/preflight.md).
 CALLBACKS_FILE=${CALLBACKS_FILE:-}
 # Memory the preflight estimate assumes per GPU when it cannot see one (a CPU-only dry run).

@@ -125,8 +125,18 @@ def test_reward_loads_through_verls_loader_and_scores(resolved, method):
         ("gspo", {"USE_LORA": "true", "LORA_RANK": "64"}, "actor_rollout_ref.model.lora_rank", 64),
         ("sft", {"USE_LORA": "true", "LORA_RANK": "16", "LORA_TARGET_MODULES": "[q_proj,v_proj]"}, "model.lora_rank", 16),
         ("sft", {"LORA_TARGET_MODULES": "[q_proj,v_proj]"}, "model.target_modules", ["q_proj", "v_proj"]),
-        # why: DAPO's entropy control swaps the policy loss
+        # why: DAPO's entropy control swaps the policy loss, with the Entropy-Mechanism recipe's values
         ("dapo", {"ENTROPY_MODE": "clip_cov"}, "actor_rollout_ref.actor.policy_loss.loss_mode", "clip_cov"),
+        ("dapo", {"ENTROPY_MODE": "kl_cov"}, "actor_rollout_ref.actor.policy_loss.ppo_kl_coef", 1.0),
+        # why: an ALGORITHM preset through grpo/train.sh (its block leaves USE_KL_LOSS to the preset)
+        ("grpo", {"ALGORITHM": "rloo"}, "algorithm.adv_estimator", "rloo"),
+        ("grpo", {"ALGORITHM": "rloo"}, "actor_rollout_ref.actor.use_kl_loss", False),
+        # why: rollout correction and chat template arguments reach verl from every RL block (and SFT's)
+        ("gspo", {"ROLLOUT_CORRECTION": "sequence"}, "algorithm.rollout_correction.rollout_is", "sequence"),
+        ("ppo", {"CHAT_TEMPLATE_KWARGS": '{"enable_thinking": false}'}, "data.apply_chat_template_kwargs",
+         {"enable_thinking": False}),
+        ("sft", {"CHAT_TEMPLATE_KWARGS": '{"enable_thinking": false}'}, "data.apply_chat_template_kwargs",
+         {"enable_thinking": False}),
         ("dapo", {"DYNAMIC_SAMPLING": "false"}, "algorithm.filter_groups.enable", False),
         # why: the reward model variant inherits PPO and turns the function off
         ("ppo", {"USE_REWARD_MODEL": "true", "REWARD_MODEL_PATH": "org/rm"}, "reward.reward_model.enable", True),

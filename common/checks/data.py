@@ -5,8 +5,11 @@ Offers:
 - data_checks(plan, cfg, ctx): TRAIN_DATA and VAL_DATA exist, are readable parquet with verl's
   columns and types, and the train file holds at least one batch (else verl divides by zero).
 - sample_table(files, columns, limit): up to `limit` rows spread over the files (seeded).
-- prompt_length_checks(plan, cfg, ctx): a sample tokenized with the model's chat template against
-  MAX_PROMPT_LENGTH (RL) or MAX_LENGTH (SFT).
+- prompt_length_checks(plan, cfg, ctx): a sample tokenized with the model's chat template and the
+  run's data.apply_chat_template_kwargs (CHAT_TEMPLATE_KWARGS, as verl's datasets pass them) against
+  MAX_PROMPT_LENGTH (RL) or MAX_LENGTH (SFT); template arguments that change nothing are a warning.
+- template_kwargs(cfg): data.apply_chat_template_kwargs as verl's RLHFDataset passes them on
+  (tokenize, return_dict, return_tensors dropped: utils/dataset/rl_dataset.py doc2len).
 """
 
 from __future__ import annotations
@@ -181,8 +184,25 @@ def sample_table(files: list[str], columns: list[str], limit: int):
     return table
 
 
+def template_kwargs(cfg) -> dict:
+    from omegaconf import OmegaConf
+
+    raw = cfg.data.get("apply_chat_template_kwargs") or {}
+    kwargs = OmegaConf.to_container(raw, resolve=True) if OmegaConf.is_config(raw) else dict(raw)
+    for key in ("tokenize", "return_dict", "return_tensors"):
+        kwargs.pop(key, None)
+    return kwargs
+
+
+def _ids(tok, messages, generation: bool, kwargs: dict) -> list:
+    ids = tok.apply_chat_template(messages, add_generation_prompt=generation, tokenize=True, **kwargs)
+    if hasattr(ids, "keys") and "input_ids" in ids:  # transformers 5 returns a BatchEncoding
+        ids = ids["input_ids"]
+    return list(ids)
+
+
 def prompt_length_checks(plan, cfg, ctx) -> list[Result]:
-    """Tokenize a sample with the model's chat template: how many exceed the length limit."""
+    """Tokenize a sample with the model's chat template and CHAT_TEMPLATE_KWARGS: how many exceed the limit."""
     files = ctx.get("train_files_ok", [])
     if not files:
         return []
@@ -194,17 +214,29 @@ def prompt_length_checks(plan, cfg, ctx) -> list[Result]:
     else:
         key, limit, knob = str(cfg.data.get("prompt_key", "prompt")), int(cfg.data.max_prompt_length), "MAX_PROMPT_LENGTH"
     table = sample_table(files, [key], PROMPT_SAMPLE_ROWS)
+    kwargs = template_kwargs(cfg)
+    generation = plan.trainer == "rl"
     lengths = []
     for messages in table.column(key).to_pylist():
         try:
-            ids = tok.apply_chat_template(messages, add_generation_prompt=plan.trainer == "rl", tokenize=True)
+            lengths.append(len(_ids(tok, messages, generation, kwargs)))
         except Exception as exc:
-            return [Result.fail("prompt lengths", f"the model's chat template fails on a {key} row of {files[0]}: {exc}", "MODEL_PATH")]
-        if hasattr(ids, "keys") and "input_ids" in ids:  # transformers 5 returns a BatchEncoding
-            ids = ids["input_ids"]
-        lengths.append(len(ids))
+            knobs = ("MODEL_PATH", "CHAT_TEMPLATE_KWARGS") if kwargs else ("MODEL_PATH",)
+            extra = f" with CHAT_TEMPLATE_KWARGS {kwargs}" if kwargs else ""
+            return [Result.fail("prompt lengths", f"the model's chat template fails on a {key} row of {files[0]}{extra}: {exc}",
+                                *knobs)]
     if not lengths:
         return []
+    results = []
+    if kwargs:
+        first = table.column(key).to_pylist()[0]
+        if _ids(tok, first, generation, kwargs) == _ids(tok, first, generation, {}):
+            # e.g. enable_thinking on a template that never reads it: the knob does nothing.
+            results.append(Result.warn("chat template", f"CHAT_TEMPLATE_KWARGS {kwargs} does not change what the model's chat "
+                                       f"template renders (a {key} row of {files[0]}): the template does not read these "
+                                       "arguments", "CHAT_TEMPLATE_KWARGS"))
+        else:
+            results.append(Result.ok("chat template", f"rendered with CHAT_TEMPLATE_KWARGS {kwargs}, as verl's dataset does"))
     lengths.sort()
     over = sum(1 for n in lengths if n > limit)
     p99 = lengths[min(len(lengths) - 1, int(0.99 * len(lengths)))]
@@ -215,6 +247,7 @@ def prompt_length_checks(plan, cfg, ctx) -> list[Result]:
     if over:
         pct = 100.0 * over / len(lengths)
         status = Result.fail if pct > 1.0 else Result.warn
-        return [status("prompt lengths", f"{over} of {sampled} ({pct:.1f}%) {what} exceed {knob}={limit} tokens and {verb}; "
-                       f"longest {lengths[-1]}, 99th percentile {p99}: set {knob}={suggest} to keep 99%", knob)]
-    return [Result.ok("prompt lengths", f"{sampled}: longest {lengths[-1]} tokens <= {knob}={limit} (99th percentile {p99})")]
+        return results + [status("prompt lengths", f"{over} of {sampled} ({pct:.1f}%) {what} exceed {knob}={limit} tokens and "
+                                 f"{verb}; longest {lengths[-1]}, 99th percentile {p99}: set {knob}={suggest} to keep 99%", knob)]
+    return results + [Result.ok("prompt lengths", f"{sampled}: longest {lengths[-1]} tokens <= {knob}={limit} "
+                                f"(99th percentile {p99})")]

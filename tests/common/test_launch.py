@@ -92,6 +92,12 @@ def test_environment_knobs_and_passthrough_overrides(tmp_path):
         ({"ROLLOUT_ENGINE": "tgi"}, "ROLLOUT_ENGINE"),
         # why: booleans are spelled true/false
         ({"USE_KL_LOSS": "maybe"}, "USE_KL_LOSS"),
+        # why: template arguments are a JSON object, not Hydra's key=value
+        ({"CHAT_TEMPLATE_KWARGS": "enable_thinking=false"}, "CHAT_TEMPLATE_KWARGS"),
+        # why: a preset name that does not exist
+        ({"ALGORITHM": "ppo2"}, "ALGORITHM"),
+        # why: the watcher's knobs are checked before anything is written too
+        ({"EXPORT_CHECKPOINT": "best"}, "EXPORT_CHECKPOINT"),
     ],
 )
 def test_broken_block_fails_before_launch_naming_the_variable(tmp_path, env, named):
@@ -102,6 +108,16 @@ def test_broken_block_fails_before_launch_naming_the_variable(tmp_path, env, nam
     assert "config error" in result.stderr
     assert time.monotonic() - started < 60
     assert not any(tmp_path.iterdir())
+
+
+def test_dry_run_shows_the_preset_and_the_keys_it_set(tmp_path):
+    result = dry_run("grpo", env={"OUTPUT_DIR": str(tmp_path), "ALGORITHM": "gmpo", "USE_KL_LOSS": "false"})
+    assert result.returncode == 0, result.stderr
+    note = next(line for line in result.stdout.splitlines() if line.startswith("# note: ALGORITHM=gmpo:"))
+    assert "arXiv 2507.20673" in note and "policy_loss.loss_mode=geo_mean" in note and "clip_ratio_low=0.4" in note
+    assert "# note: USE_KL_LOSS=false overrides ALGORITHM=gmpo's actor_rollout_ref.actor.use_kl_loss=True" in result.stdout
+    cfg = resolved_config(result.stdout)
+    assert cfg.actor_rollout_ref.actor.policy_loss.loss_mode == "geo_mean" and cfg.actor_rollout_ref.actor.use_kl_loss is False
 
 
 def test_no_gpu_exits_fast_and_says_how_to_dry_run(tmp_path):

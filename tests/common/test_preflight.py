@@ -134,6 +134,25 @@ CASES = [
     ("dead_ray", {"RAY_ADDRESS": "http://127.0.0.1:1"}, (), "ray", "does not answer", "RAY_ADDRESS"),
     # why: a 7B-sized rollout share on a 10 GB GPU does not fit next to the training states
     ("memory", {"GPU_MEMORY_GB": "0.2", "GPU_MEM_UTIL": "0.9"}, (), "memory", "try:", "GPU_MEM_UTIL"),
+    # why: RLOO's leave-one-out baseline needs a group; verl would run it as REINFORCE without a baseline
+    ("rloo_without_group", {"ALGORITHM": "rloo", "ROLLOUT_N": "1"}, (), "algorithm", "there is no group", "ROLLOUT_N"),
+    # why: a loss name verl has not registered raises only when the first batch is trained
+    ("unknown_policy_loss", {"POLICY_LOSS": "top_entropy_typo"}, (), "algorithm", "not a registered policy loss",
+     "POLICY_LOSS"),
+    # why: verl asserts clip_cov_ratio > 0 at the first update
+    ("clip_cov_zero", {"ENTROPY_MODE": "clip_cov", "CLIP_COV_RATIO": "0"}, (), "algorithm", "must be > 0", "CLIP_COV_RATIO"),
+    # why: without the engine's log-probs the V1 trainer skips the correction without a word
+    ("correction_without_logprobs", {"ROLLOUT_CORRECTION": "token"}, ("actor_rollout_ref.rollout.calculate_log_probs=false",),
+     "rollout correction", "skip the correction", "ROLLOUT_CORRECTION"),
+    # why: verl raises ValueError("Invalid rollout_is") at the first step
+    ("rollout_is_unknown", {}, ("algorithm.rollout_correction.rollout_is=geometric",), "rollout correction",
+     "verl accepts token, sequence or null", "ROLLOUT_CORRECTION"),
+    # why: a best checkpoint needs checkpoints
+    ("keep_best_without_saves", {"KEEP_BEST_METRIC": "val_acc", "SAVE_FREQ": "-1"}, (), "best checkpoint", "saves none",
+     "SAVE_FREQ"),
+    # why: and validation scores
+    ("keep_best_without_validation", {"KEEP_BEST_METRIC": "val_acc", "TEST_FREQ": "-1"}, (), "best checkpoint",
+     "needs validation scores", "TEST_FREQ"),
 ]
 
 
@@ -269,3 +288,111 @@ def test_colocated_reward_model_counts_in_memory(grpo_env):
     by = {r.check: r for r in run("ppo", env, ())}
     assert "reward model" in by["memory"].detail
     assert by["reward"].status == "ok" and "reward model" in by["reward"].detail
+
+
+# ---- warnings of the presets, the best checkpoint and the chat template
+
+
+@pytest.mark.parametrize(
+    ("changes", "check", "words", "knob"),
+    [
+        # why: the bundled data's data_source is openai/gsm8k, so verl logs val-core/openai/gsm8k/acc/mean@1
+        ({"KEEP_BEST_METRIC": "val-core/gsm8k/acc/mean@1"}, "best checkpoint", "val-core/openai/gsm8k/acc/mean@1",
+         "KEEP_BEST_METRIC"),
+        # why: saves every 15 and scores every 10 steps meet only every 30 steps
+        ({"KEEP_BEST_METRIC": "val_acc", "SAVE_FREQ": "15", "TEST_FREQ": "10"}, "best checkpoint", "multiples of 30",
+         "SAVE_FREQ"),
+        # why: verl's SAPO loss aggregates seq-mean-token-mean whatever LOSS_AGG_MODE says
+        ({"ALGORITHM": "sapo", "LOSS_AGG_MODE": "token-mean"}, "algorithm", "whatever LOSS_AGG_MODE=token-mean says",
+         "LOSS_AGG_MODE"),
+    ],
+)
+def test_warnings_name_the_knob(changes, check, words, knob, grpo_env):
+    results = run("grpo", {**grpo_env, "SAVE_FREQ": "20", "TEST_FREQ": "10", **changes})
+    mine = [r for r in results if r.check == check and r.status == "warn"]
+    assert mine and words in mine[0].detail and knob in mine[0].knobs, preflight.format_table(results)
+    assert not failures(results), preflight.format_table(results)
+
+
+def test_presets_and_best_checkpoint_pass_on_the_default_block(grpo_env):
+    env = {**grpo_env, "SAVE_FREQ": "20", "TEST_FREQ": "10", "ALGORITHM": "dr_grpo", "ROLLOUT_CORRECTION": "sequence",
+           "KEEP_BEST_METRIC": "val_acc"}
+    by = {r.check: r for r in run("grpo", env)}
+    assert by["algorithm"].status == "ok" and "seq-mean-token-sum-norm" in by["algorithm"].detail
+    assert by["rollout correction"].status == "ok" and "rollout_corr/kl" in by["rollout correction"].detail
+    assert by["best checkpoint"].status == "ok" and "EXPORT_CHECKPOINT=best" in by["best checkpoint"].detail
+
+
+# A Qwen3-style template: enable_thinking=false adds an empty think block after the generation prompt.
+THINKING_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
+    "{% if enable_thinking is defined and enable_thinking is false %}{{ '<think>\\n\\n</think>\\n\\n' }}{% endif %}{% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def thinking_model(tiny_model_dir, tmp_path_factory):
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    out = tmp_path_factory.mktemp("thinking") / "model"
+    shutil.copytree(tiny_model_dir, out)
+    tok = AutoTokenizer.from_pretrained(out)
+    tok.chat_template = THINKING_TEMPLATE
+    tok.save_pretrained(out)
+    return out
+
+
+def _prompt_lengths(model_dir, parquet, **kwargs) -> list[int]:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    rows = pd.read_parquet(parquet)["prompt"]
+    return [len(tok.apply_chat_template(list(p), add_generation_prompt=True, tokenize=True, return_dict=False, **kwargs))
+            for p in rows]
+
+
+def test_prompt_lengths_are_measured_with_chat_template_kwargs(grpo_env, thinking_model):
+    val = REPO_ROOT / "grpo" / "data" / "val.parquet"
+    plain = max(_prompt_lengths(thinking_model, val))
+    thinking_off = _prompt_lengths(thinking_model, val, enable_thinking=False)
+    assert max(thinking_off) > plain  # the template reads the argument
+    env = {**grpo_env, "MODEL_PATH": str(thinking_model), "TRAIN_DATA": str(val), "MAX_PROMPT_LENGTH": str(plain)}
+    without = {r.check: r for r in run("grpo", env)}
+    assert without["prompt lengths"].status == "ok" and "chat template" not in without
+    kwargs = {**env, "CHAT_TEMPLATE_KWARGS": '{"enable_thinking": false}'}
+    results = {r.check: r for r in run("grpo", kwargs)}
+    assert results["chat template"].status == "ok"
+    # With the think block, the prompts longer than the limit that fitted them all are counted.
+    over = sum(n > plain for n in thinking_off)
+    assert 0 < over < 200 and results["prompt lengths"].failed
+    assert results["prompt lengths"].detail.startswith(f"{over} of all 200 rows")
+
+
+def test_chat_template_kwargs_the_template_ignores_are_a_warning(grpo_env):
+    results = {r.check: r for r in run("grpo", {**grpo_env, "CHAT_TEMPLATE_KWARGS": '{"enable_thinking": false}'})}
+    row = results["chat template"]
+    assert row.status == "warn" and "does not change" in row.detail and row.knobs == ["CHAT_TEMPLATE_KWARGS"]
+
+
+@pytest.mark.slow
+def test_the_preflight_counts_what_verls_dataset_filters(grpo_env, thinking_model, tmp_path):
+    """verl's own RLHFDataset, given the same template arguments, drops exactly the prompts the preflight counts."""
+    from omegaconf import OmegaConf
+    from transformers import AutoTokenizer
+
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    val = REPO_ROOT / "grpo" / "data" / "val.parquet"
+    limit = max(_prompt_lengths(thinking_model, val)) + 3  # between the plain and the thinking-off lengths
+    env = {**grpo_env, "MODEL_PATH": str(thinking_model), "TRAIN_DATA": str(val), "MAX_PROMPT_LENGTH": str(limit),
+           "CHAT_TEMPLATE_KWARGS": '{"enable_thinking": false}'}
+    row = {r.check: r for r in run("grpo", env)}["prompt lengths"]
+    over = int(row.detail.split(" of ")[0]) if row.status != "ok" else 0
+    assert 0 < over < 200, row.detail
+    config = OmegaConf.create({"max_prompt_length": limit, "filter_overlong_prompts": True, "cache_dir": str(tmp_path),
+                               "apply_chat_template_kwargs": {"enable_thinking": False}, "prompt_key": "prompt"})
+    dataset = RLHFDataset(str(val), AutoTokenizer.from_pretrained(thinking_model), config)
+    assert 200 - len(dataset) == over
