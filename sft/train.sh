@@ -23,6 +23,8 @@ TRAIN_DATA=${TRAIN_DATA:-data/train.parquet}
 VAL_DATA=${VAL_DATA:-data/val.parquet}
 # Tokens per conversation; longer ones stop the run (DRY_RUN=1 reports how many there are).
 MAX_LENGTH=${MAX_LENGTH:-1024}
+# Chat template arguments as a JSON object, e.g. '{"enable_thinking": false}' for Qwen3; empty = none.
+CHAT_TEMPLATE_KWARGS=${CHAT_TEMPLATE_KWARGS:-}
 
 # ---- optimisation
 # Full fine-tuning of a 0.5B-7B model: 1e-5; with LoRA: 1e-4.
