@@ -12,11 +12,14 @@ with like; absolute numbers depend on the machine. It prints:
    on the whole response (``verify(parse("$gold$"), parse(response))``, its own extraction).
 2. The same on a seeded generator of the ten typical kinds (integers, integers with
    separators, fractions, decimals, radicals, multiples of pi, tuples, equations, percentages,
-   intervals): half equivalent pairs, half near misses, written in varied LaTeX.
+   intervals): half equivalent pairs, half near misses, written in varied LaTeX; then on
+   seeded pairs across kinds (a percent against a fraction, a pair against an interval, ...),
+   where only the exact forms' agreement with the math-verify path is counted.
 3. Speed on model-like responses of the ten kinds (a reasoning preamble and a final answer in
    a box, a Minerva line, an "Answer:" line or <answer> tags): responses per second and the
    ratio against plain math-verify, for compute_score alone, under common/reward_guard.py
-   (worker process and thread), and verl's own scorers for reference.
+   (worker process and thread), and verl's own scorers for reference; then what the guard
+   adds per call on a function that returns a constant.
 4. The worst time per call on the adversarial inputs of tests/common/test_reward_functions.py.
 """
 
@@ -98,7 +101,7 @@ def typical_pair(kind: str, rng: random.Random) -> tuple[str, str]:
         if same:
             pred = rng.choice((str(float(gold)), f"{float(gold):.6f}", _frac(gold, rng)))
         else:
-            pred = str(float(gold + Fraction(rng.choice((1, -1, 5)), 10 ** rng.randint(1, 7))))
+            pred = str(float(gold + Fraction(rng.choice((1, -1, 3)), 10 ** rng.randint(1, 7))))
         return str(float(gold)), pred
     if kind == "radical":
         c, m = rng.randint(1, 9), rng.choice((2, 3, 5, 6, 7, 10, 11))
@@ -159,12 +162,39 @@ def typical_pair(kind: str, rng: random.Random) -> tuple[str, str]:
             elif ends[1] != "\\infty":
                 pred = pred.replace(f", {ends[1]}", f", {b + 1}", 1)
             else:
-                pred += "\\cup(20,21)"
+                pred = "(-\\infty, 0) \\cup (0, \\infty)"  # the whole line but 0
         elif "\\cup" in pred and rng.random() < 0.5:
             first, second = pred.split("\\cup")
             pred = second + " \\cup " + first
         return gold, pred
     raise ValueError(f"unknown kind {kind!r}")
+
+
+def _spelled_number(rng: random.Random) -> str:
+    """One of a few values in one of many spellings, so that equal values meet often."""
+    v = rng.choice((0, 1, 2, 3, 5, 10, 12, 25, 50, 100, 150, 200))
+    return rng.choice((
+        str(v), f"{v}.0", f"-{v}", f"{v / 100:g}", f"{v}%", f"{v}\\%", f"{v}.5%", f"{v / 100:g}%",
+        f"\\frac{{{v}}}{{{rng.choice((2, 3, 4, 100))}}}", f"{v}/{rng.choice((2, 4))}", f"{v / 3:.{rng.choice((2, 6, 7))}f}",
+        f"{rng.choice(('', '2', '3'))}\\sqrt{{{rng.choice((2, 3, 8, 12))}}}", f"{rng.choice(('', '2', '-'))}\\pi",
+        f"{v * 1000:,}",
+    ))
+
+
+def cross_kind_pair(rng: random.Random) -> tuple[str, str]:
+    """(ground truth, answer) drawn across kinds: numbers, percents of both kinds, pairs, sets,
+    intervals, assignments; a third of the answers repeat the ground truth."""
+
+    def form() -> str:
+        a, b = sorted(rng.sample((0, 1, 2, 3, 5), 2))
+        return rng.choice((
+            _spelled_number(rng), _spelled_number(rng), f"({a},{b})", f"({b},{a})", f"\\{{{a},{b}\\}}",
+            rng.choice("[(") + f"{a}," + rng.choice((str(b), "\\infty")) + rng.choice(")]"),
+            f"{rng.choice('xy')}={_spelled_number(rng)}",
+        ))
+
+    gold = form()
+    return gold, gold if rng.random() < 0.3 else form()
 
 
 def render(answer: str, rng: random.Random) -> str:
@@ -270,6 +300,21 @@ def generator_agreement(per_kind: int, seed: int) -> None:
     print(f"{'all':<11} {'':>8} {'':>20} {_pct(total_agree, total):>21}")
 
 
+def cross_kind_agreement(pairs: int, seed: int) -> None:
+    rng = random.Random(seed)
+    decided = differ = 0
+    for _ in tqdm(range(pairs), desc="cross-kind", leave=False):
+        gold, answer = cross_kind_pair(rng)
+        fast = math_answer.compare(rf._canonical(answer), rf._canonical(gold))
+        if fast is not None:
+            decided += 1
+            differ += fast != math_verify_path(gold, answer)
+    print(f"\n== cross-kind forms: {pairs} pairs, seed {seed} (percent signs of both kinds, pairs against "
+          "intervals and sets, ...)")
+    print(f"exact forms decide {_pct(decided, pairs)}; they differ from the math-verify path on {differ} "
+          f"({_pct(decided - differ, decided)} agreement)")
+
+
 # ---------------------------------------------------------------------------------------------
 # Speed and worst case
 # ---------------------------------------------------------------------------------------------
@@ -314,6 +359,27 @@ def speed(per_kind: int, seed: int) -> None:
         guard.close()
 
 
+def constant_reward(data_source, solution_str, ground_truth, extra_info=None, **kwargs) -> dict:
+    """The cheapest reward there is: what a guarded call costs on top of the function itself."""
+    return {"score": 1.0, "acc": 1.0}
+
+
+def guard_overhead(calls: int = 2000) -> None:
+    from common.reward_guard import RewardGuard
+
+    response = "\n".join(PREAMBLES) + "\nTherefore the answer is $\\boxed{42}$."
+    print(f"\n== guard cost per call ({calls} calls of a function that returns a constant)")
+    for isolation in ("process", "thread"):
+        guard = RewardGuard(constant_reward, timeout_s=30, isolation=isolation,
+                            source=(str(Path(__file__).resolve()), "constant_reward"))
+        guard("math", response, "42")
+        start = time.perf_counter()
+        for _ in range(calls):
+            guard("math", response, "42")
+        print(f"{isolation:<8} {1000 * (time.perf_counter() - start) / calls:.3f} ms per call")
+        guard.close()
+
+
 def worst_case() -> None:
     from tests.common.test_reward_functions import ADVERSARIAL
 
@@ -350,7 +416,9 @@ def main() -> None:
     try:
         table_agreement()
         generator_agreement(args.per_kind, args.seed)
+        cross_kind_agreement(10 * args.per_kind, args.seed)
         speed(args.per_kind, args.seed)
+        guard_overhead()
         worst_case()
     finally:
         rf.shutdown_verifiers()

@@ -396,6 +396,7 @@ class Num(NamedTuple):
     decimal: bool = False
     digits: str = ""  # a long integer kept as its digit string (with sign); q is then 0
     pct: bool = False  # written with a bare "%": math-verify keeps it as a factor 1/100
+    long: bool = False  # a decimal past a double's 15 digits: only "far apart" is certain
 
     @property
     def rational(self) -> bool:
@@ -542,11 +543,12 @@ class _Product(NamedTuple):
     decimal: bool
     literal: str  # the leading number literal, "" if none
     fracs: int  # how many \frac factors
+    long: bool = False  # a decimal of more than 15 significant digits
 
 
 def _product(s: str, depth: int = 0) -> _Product | None:
     """A product of factors: one leading number, \\sqrt{n}, \\pi (with a power), \\frac{..}{..}, a^{b}."""
-    q, m, k, decimal, literal, fracs = Fraction(1), 1, 0, False, "", 0
+    q, m, k, decimal, literal, fracs, long = Fraction(1), 1, 0, False, "", 0, False
     i, n, first, times = 0, len(s), True, False
     if not s:
         return None
@@ -572,9 +574,10 @@ def _product(s: str, depth: int = 0) -> _Product | None:
             if len(token) > _MAX_DIGITS:
                 return None
             if "." in token:
-                if not first or sum(_ascii_digits(c) for c in token.strip("0.")) > 15:
-                    return None  # past a double's 15 digits, or "2\pi 0.5": math-verify's Float arithmetic
+                if not first:
+                    return None  # "2\pi 0.5": math-verify's Float arithmetic, not ours
                 decimal = True
+                long = sum(_ascii_digits(c) for c in token.strip("0.")) > 15
                 value = Fraction(token if not token.endswith(".") else token[:-1] or "0")
             else:
                 value = Fraction(int(token))
@@ -655,7 +658,7 @@ def _product(s: str, depth: int = 0) -> _Product | None:
         if split is None:
             return None
         q, m = q * split[0], split[1]
-    return _Product(q, m, k, decimal, literal, fracs)
+    return _Product(q, m, k, decimal, literal, fracs, long)
 
 
 def _signed_product(s: str, depth: int = 0) -> _Product | None:
@@ -723,7 +726,7 @@ def _scalar(s: str) -> Num | None:
         return None
     if p.q == 0 and not p.decimal and not pct:
         return Num(Fraction(0))
-    return Num(p.q, p.m, p.k, p.decimal, pct=pct)
+    return Num(p.q, p.m, p.k, p.decimal, pct=pct, long=p.long)
 
 
 def _endpoint(s: str) -> Num | str | None:
@@ -783,8 +786,11 @@ def canonical(answer: str):
             return None
         ordered = sorted(intervals, key=lambda iv: _value(iv.lo) if iv.lo is not None else -math.inf)
         for left, right in zip(ordered, ordered[1:]):
-            if left.hi is None or right.lo is None or not _value(left.hi) < _value(right.lo):
-                return None  # overlapping or touching: sympy merges them, we do not
+            if left.hi is None or right.lo is None:
+                return None
+            gap = _value(right.lo) - _value(left.hi)
+            if gap < 0 or gap == 0 and (left.hi_closed or right.lo_closed):
+                return None  # overlapping, or touching at a closed end: sympy merges them, we do not
         return Collection("union", tuple(ordered))
     if s.startswith("\\{") and s.endswith("\\}"):
         parts = _split_top(s[2:-2])
@@ -848,12 +854,20 @@ def _round6(v: Fraction) -> Fraction | None:
     return Fraction(floor + (1 if frac > Fraction(1, 2) else 0), 10**6)
 
 
+def _is_int(x: Num) -> bool:
+    return x.rational and not x.decimal and x.q.denominator == 1
+
+
+def _far(va: Fraction, vb: Fraction) -> bool:
+    """Apart by more than any 6-decimal rounding or 15-digit Float error could bridge."""
+    return abs(va - vb) > Fraction(1, 10**5) + max(abs(va), abs(vb)) / 10**12
+
+
 def _num_verdict(a: Num, b: Num) -> bool | None:
     if a.digits or b.digits:
         return True if a.digits and a.digits == b.digits else None
     if a.pct or b.pct:
-        integers = all(x.rational and not x.decimal and x.q.denominator == 1 for x in (a, b))
-        return a.q == b.q if integers else None
+        return _pct_verdict(a, b)
     if not a.decimal and not b.decimal:
         if (a.q, a.m, a.k) == (b.q, b.m, b.k):
             return True
@@ -865,12 +879,35 @@ def _num_verdict(a: Num, b: Num) -> bool | None:
         scale = max(abs(va), abs(vb), Fraction(1))
         return False if abs(va - vb) > scale * Fraction(1, 10**9) else None
     va, vb = _value(a), _value(b)
-    if abs(va) >= 10**9 or abs(vb) >= 10**9:
-        return None
-    if (a.rational and not a.decimal and a.q.denominator == 1) or (b.rational and not b.decimal and b.q.denominator == 1):
+    if _far(va, vb):
+        return False  # rounding both to 6 decimals cannot make them equal
+    if a.long or b.long or abs(va) >= 10**9 or abs(vb) >= 10**9:
+        return None  # past a double's precision: math-verify's Float, not our fraction
+    if _is_int(a) or _is_int(b):
         # An integer against a decimal: sympy's Float never equals an Integer, and math-verify
         # then accepts only a difference that simplifies to exactly 0.
         return va == vb
+    ra, rb = _round6(va), _round6(vb)
+    if ra is None or rb is None:
+        return None
+    return ra == rb
+
+
+def _pct_verdict(a: Num, b: Num) -> bool | None:
+    """A bare "%" on either side: math-verify reads "50%" as 50 * (1/100) kept unevaluated, so
+    two integers are equal as written ("50%" == "50") and, failing that, by value through its
+    symbolic step ("100%" == "1"); anything else compares by value, the "%" side divided by 100
+    ("50%" == "1/2" == "0.5")."""
+    va = a.q / 100 if a.pct else _value(a)
+    vb = b.q / 100 if b.pct else _value(b)
+    if _is_int(a) and _is_int(b):
+        return a.q == b.q or va == vb
+    if not a.decimal and not b.decimal:
+        return va == vb if a.rational and b.rational else False
+    if _far(va, vb):
+        return False
+    if a.long or b.long or (va.denominator == 1 and not a.decimal) or (vb.denominator == 1 and not b.decimal):
+        return None  # an exact integer against a Float: sympy's symbolic step decides
     ra, rb = _round6(va), _round6(vb)
     if ra is None or rb is None:
         return None
@@ -897,7 +934,7 @@ def compare(pred, gold) -> bool | None:
 
     >>> compare(canonical("\\\\frac{1}{2}"), canonical("0.5")), compare(canonical("3"), canonical("3.0000001"))
     (True, False)
-    >>> compare(canonical("\\\\{2, 1\\\\}"), canonical("1,2")), compare(canonical("(1,2)"), canonical("1,2"))
+    >>> compare(canonical("\\\\{2, 1\\\\}"), canonical("1,2")), compare(canonical("(x+1)^2"), canonical("x^2+2x+1"))
     (True, None)
     """
     if pred is None or gold is None:
@@ -910,6 +947,10 @@ def compare(pred, gold) -> bool | None:
         return _num_verdict(pred, gold.value)
     if isinstance(pred, Num) and isinstance(gold, Num):
         return _num_verdict(pred, gold)
+    if isinstance(pred, Interval) != isinstance(gold, Interval) and isinstance(pred, Interval | Collection) \
+            and isinstance(gold, Interval | Collection):
+        interval, other = (pred, gold) if isinstance(pred, Interval) else (gold, pred)
+        return _interval_vs_items(interval, other)
     if isinstance(pred, Interval) and isinstance(gold, Interval):
         if (pred.lo_closed, pred.hi_closed) != (gold.lo_closed, gold.hi_closed):
             return False
@@ -933,6 +974,22 @@ def _items_verdict_ends(p: Interval, g: Interval) -> bool | None:
     if all(v is True for v in verdicts):
         return True
     return None if any(v is None for v in verdicts) else False
+
+
+def _interval_vs_items(interval: Interval, other: Collection) -> bool | None:
+    """math-verify compares an open interval with a pair, "(1,2)" against "1, 2", as (start, end)."""
+    if other.kind == "union":
+        return False  # disjoint pieces sympy does not merge are never one interval
+    items = other.items
+    if other.kind == "set":
+        if any(x.decimal or x.pct or not x.rational for x in items):
+            return None
+        items = tuple(sorted(set(items), key=lambda x: x.q))  # a sympy FiniteSet: distinct, sorted
+    if len(items) != 2 or interval.lo_closed or interval.hi_closed:
+        return False
+    if interval.lo is None or interval.hi is None:
+        return False  # an infinite end against a finite element
+    return _items_verdict((interval.lo, interval.hi), items)
 
 
 def _set_verdict(xs, ys) -> bool | None:

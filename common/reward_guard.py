@@ -254,6 +254,10 @@ class _WorkerGone(Exception):
     pass
 
 
+class _Unsendable(Exception):
+    pass
+
+
 def _send(stream, obj) -> None:
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     stream.write(struct.pack(">Q", len(data)) + data)
@@ -366,11 +370,16 @@ class _Worker:
             self._buf += chunk
 
     def call(self, args: tuple, kwargs: dict, by_ref: dict, refs: dict, timeout_s: float):
-        deadline = time.monotonic() + timeout_s
         new = {key: obj for key, obj in refs.items() if key not in self.sent_refs}
         try:
             # CPU budget for the orphan case only (see _worker_main): the limit plus 10 s.
-            _send(self.proc.stdin, (args, kwargs, by_ref, new, timeout_s + 10.0))
+            data = pickle.dumps((args, kwargs, by_ref, new, timeout_s + 10.0), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            raise _Unsendable(f"cannot send the arguments to the reward worker: {type(exc).__name__}: {exc}") from None
+        deadline = time.monotonic() + timeout_s
+        try:
+            self.proc.stdin.write(struct.pack(">Q", len(data)) + data)
+            self.proc.stdin.flush()
         except (BrokenPipeError, OSError) as exc:
             raise _WorkerGone(f"the reward worker is gone ({exc})") from None
         self.sent_refs.update(new)
@@ -464,9 +473,10 @@ class _Pool:
                 worker.kill()
                 why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
                 return "raise", "WorkerDied", f"the reward function ended its process ({why}): {exc}"
-            except Exception as exc:  # arguments that cannot be pickled
-                worker.kill()
-                return "raise", type(exc).__name__, f"cannot send the arguments to the reward worker: {exc}"
+            except _Unsendable as exc:  # nothing was sent: the worker stays usable
+                with self._lock:
+                    self._idle.append(worker)
+                return "raise", "PicklingError", str(exc)
             with self._lock:
                 self._idle.append(worker)
             return reply
@@ -757,17 +767,21 @@ _GUARDS: dict[tuple, RewardGuard] = {}
 _GUARDS_LOCK = threading.Lock()
 
 
+def _guard_key(path: str, name: str, timeout_s, isolation: str) -> tuple:
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float):
+        raise ValueError(f"reward_kwargs.guard_timeout_s (REWARD_TIMEOUT_S) must be a number of seconds, got {timeout_s!r}")
+    return (os.path.abspath(str(path)), str(name), float(timeout_s), isolation, os.getpid())
+
+
 def _guard_for(path: str, name: str, timeout_s: float, isolation: str) -> RewardGuard:
-    key = (os.path.abspath(path), name, float(timeout_s), isolation, os.getpid())
+    """The guard of this process for a target, built on first use (the pid: a fork builds its own)."""
+    key = _guard_key(path, name, timeout_s, isolation)
+    # Held while building: verl's first batch calls from many threads at once, and each build
+    # starts a worker process; one build, the others wait for it.
     with _GUARDS_LOCK:
         guard = _GUARDS.get(key)
-    if guard is None:
-        # Built outside the lock (it may start a worker); a rare duplicate is simply dropped.
-        built = RewardGuard(source=(path, name), timeout_s=timeout_s, isolation=isolation)
-        with _GUARDS_LOCK:
-            guard = _GUARDS.setdefault(key, built)
-        if guard is not built:
-            built.close()
+        if guard is None:
+            guard = _GUARDS[key] = RewardGuard(source=(str(path), str(name)), timeout_s=timeout_s, isolation=isolation)
     return guard
 
 
@@ -783,13 +797,11 @@ async def compute_score(data_source=None, solution_str=None, ground_truth=None, 
             "common/reward_guard.py needs reward_kwargs.guard_target_path (the reward function file it guards); "
             "the launcher sets it from REWARD_FUNC_PATH when REWARD_GUARD=true"
         )
-    key = (os.path.abspath(str(guard_target_path)), str(guard_target_name), float(guard_timeout_s), guard_isolation,
-           os.getpid())
-    guard = _GUARDS.get(key)
+    guard = _GUARDS.get(_guard_key(guard_target_path, guard_target_name, guard_timeout_s, guard_isolation))
     if guard is None:
         # The first call of a process builds the guard (it may start a worker): off the event loop.
         guard = await asyncio.get_running_loop().run_in_executor(
-            None, _guard_for, str(guard_target_path), str(guard_target_name), guard_timeout_s, guard_isolation
+            None, _guard_for, guard_target_path, guard_target_name, guard_timeout_s, guard_isolation
         )
     return await guard.acall(data_source, solution_str, ground_truth, extra_info, **kwargs)
 

@@ -234,6 +234,14 @@ def test_argument_objects_cross_to_a_worker_once():
         guard.close()
 
 
+def test_arguments_that_cannot_be_sent_are_that_call_s_error(process_guard, errors_file):
+    import threading
+
+    outcome = process_guard.call_checked("math", "fine", "1", extra_info={"lock": threading.Lock()})
+    assert outcome.kind == "exception" and "cannot send the arguments" in outcome.error
+    assert process_guard("math", "next", "1")["pred"] == "next"  # nothing was sent: same worker, still fine
+
+
 def test_a_target_that_fails_to_import_is_an_error_per_call(tmp_path, errors_file):
     broken = tmp_path / "broken_reward.py"
     broken.write_text("import no_such_module_here\n")
@@ -309,6 +317,8 @@ def test_the_target_loads_once_per_process(tmp_path):
 def test_the_entry_without_a_target_names_the_knob():
     with pytest.raises(ValueError, match="guard_target_path"):
         asyncio.run(rg.compute_score("math", "x", "1"))
+    with pytest.raises(ValueError, match="REWARD_TIMEOUT_S"):
+        asyncio.run(rg.compute_score("math", "x", "1", guard_target_path=str(GRPO_REWARD), guard_timeout_s="soon"))
 
 
 @pytest.mark.parametrize("name, source, response, gold", ADVERSARIAL, ids=[a[0] for a in ADVERSARIAL])
