@@ -173,7 +173,9 @@ _PHRASE_RE = re.compile(
 _DIGITS_RE = re.compile(r"[0-9][0-9.,]*")
 _FRACTION_TAIL_RE = re.compile(r"\s*/\s*[0-9]+")
 _PERCENT_TAIL_RE = re.compile(r"\s*\\?%")
-_HOPE_RE = re.compile(r"\s*I hope it is correct\.?\s*$", re.IGNORECASE)
+_HOPE = "i hope it is correct"
+# Phrases read per response, from the last: a final answer sits in one of the last few.
+_MAX_PHRASES = 64
 # A word of two letters or more that is not a LaTeX command: the chunk is prose, not math.
 _WORD_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
 _TEXT_RE = re.compile(r"\\(?:text|mathrm|mbox|textbf)\{[^{}]*\}")
@@ -282,7 +284,10 @@ def _is_mathlike(s: str) -> bool:
 
 def _from_chunk(chunk: str, first: bool) -> str:
     """The answer inside a chunk of text that holds one: a math span, the whole chunk, or a number."""
-    chunk = _HOPE_RE.sub("", chunk).strip().strip("*").strip()
+    chunk = chunk.strip()
+    if chunk.rstrip(".").lower().endswith(_HOPE):  # Minerva's "... I hope it is correct."
+        chunk = chunk.rstrip(".")[: -len(_HOPE)].strip()
+    chunk = chunk.strip("*").strip()
     spans = _math_spans(chunk)
     if spans:
         span = spans[0] if first else spans[-1]
@@ -300,7 +305,7 @@ def _from_chunk(chunk: str, first: bool) -> str:
 
 
 def _phrase_answer(tail: str) -> str:
-    for m in reversed(list(_PHRASE_RE.finditer(tail))):
+    for m in list(_PHRASE_RE.finditer(tail))[::-1][:_MAX_PHRASES]:
         rest = tail[m.end() : m.end() + _PHRASE_CHARS]
         rest = rest.lstrip(" \t*:：")
         # The answer ends at a blank line, or at the end of its line unless a display opens there.

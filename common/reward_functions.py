@@ -139,8 +139,9 @@ _VERL_PASSTHROUGH_KWARGS = frozenset(
 
 # math-verify's own default per-operation limit is 5 s; a whole reward call stays within the same.
 DEFAULT_TIMEOUT_S = 5.0
-# Importing sympy + math-verify in a fresh worker takes ~1-3 s on a busy 2-core machine;
-# 120 s only guards against a wedged interpreter and is not part of the per-call limit.
+# Importing sympy + math-verify in a fresh worker takes ~1-3 s on a busy 2-core machine; a
+# check waits for it only until its own deadline (the start goes on in the background), and
+# 120 s only guards against a wedged interpreter.
 _WORKER_STARTUP_TIMEOUT_S = 120.0
 # `pred` is reported in verl's generation dumps: a whole 16 KB <answer> block would bloat them.
 _MAX_PRED_CHARS = math_answer.MAX_ANSWER_CHARS
@@ -443,42 +444,110 @@ class _Worker:
 
 
 class _VerifierPool:
-    """Up to ``size`` workers shared by all threads of one process, started on demand."""
+    """Up to ``size`` workers shared by all threads of one process.
+
+    Workers start in the background: a check waits for one only until its own deadline, so a
+    worker's start-up (1-3 s of sympy imports) counts against the call that needs it and can
+    never make it overrun. A worker killed at a deadline is replaced at once, in the
+    background, so the next check finds it warm.
+    """
 
     def __init__(self, size: int) -> None:
         self.pid = os.getpid()
-        self._slots = threading.BoundedSemaphore(size)
+        self.size = size
         self._idle: list[_Worker] = []
-        self._lock = threading.Lock()
+        self._busy = 0
+        self._starting = 0
+        self._start_error: str | None = None
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def _start_async(self) -> None:
+        """Start one worker in a thread (call with the condition held)."""
+        self._starting += 1
+
+        def start() -> None:
+            try:
+                worker, error = _Worker(), None
+            except RuntimeError as exc:  # math-verify missing or broken: every check must say so
+                worker, error = None, str(exc)
+            with self._cond:
+                self._starting -= 1
+                if error is not None:
+                    self._start_error = error
+                elif self._closed:
+                    worker.kill()
+                else:
+                    self._idle.append(worker)
+                self._cond.notify_all()
+
+        threading.Thread(target=start, daemon=True, name="math-verify-start").start()
+
+    def _take(self, deadline: float) -> "_Worker | None":
+        """An idle worker, or None when none is ready by ``deadline``."""
+        with self._cond:
+            while True:
+                while self._idle:
+                    worker = self._idle.pop()
+                    if worker.proc.poll() is None:
+                        self._busy += 1
+                        return worker
+                    worker.kill()  # died while idle: reap it and close its pipes
+                if self._start_error is not None:
+                    error, self._start_error = self._start_error, None
+                    raise RuntimeError(error)
+                if self._busy + self._starting < self.size:
+                    self._start_async()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+
+    def _give_back(self, worker: "_Worker | None") -> None:
+        with self._cond:
+            self._busy -= 1
+            if worker is not None:
+                self._idle.append(worker)
+            elif not self._closed:
+                self._start_async()  # a warm replacement for the next check
+            self._cond.notify_all()
+
+    def warm(self, wait_s: float = 0.0) -> bool:
+        """Start a worker unless one is idle or starting; wait up to ``wait_s`` for one to be idle."""
+        deadline = time.monotonic() + wait_s
+        with self._cond:
+            if not self._idle and not self._starting and self._busy < self.size:
+                self._start_async()
+            while not self._idle and time.monotonic() < deadline and self._start_error is None:
+                self._cond.wait(deadline - time.monotonic())
+            return bool(self._idle)
 
     def verify(self, gold: str, pred: str, timeout_s: float) -> tuple[bool, bool]:
-        """Return (equal, timed_out); a hung or crashed worker is killed and replaced later."""
-        with self._slots:
-            with self._lock:
-                worker = self._idle.pop() if self._idle else None
-            if worker is not None and worker.proc.poll() is not None:
-                worker.kill()  # died while idle: reap it and close its pipes
-                worker = None
-            if worker is None:
-                worker = _Worker()  # startup time is not part of the per-call limit
-            try:
-                reply = worker.ask(gold, pred, timeout_s)
-            except TimeoutError:
-                worker.kill()
-                return False, True
-            except _WorkerGone as exc:
-                # e.g. killed by the OOM killer on a giant expression: a wrong answer, not a crash
-                logger.warning("math-verify worker died while checking an answer (%s); scoring it 0", exc)
-                worker.kill()
-                return False, False
-            with self._lock:
-                self._idle.append(worker)
-            if "error" in reply:
-                logger.debug("math-verify error on pred=%r gold=%r: %s", pred[:80], gold[:80], reply["error"])
-            return bool(reply["equal"]), False
+        """Return (equal, timed_out) within ``timeout_s``, start-up included."""
+        deadline = time.monotonic() + timeout_s
+        worker = self._take(deadline)
+        if worker is None:
+            return False, True  # no worker ready in time (all busy, or still starting)
+        try:
+            reply = worker.ask(gold, pred, max(deadline - time.monotonic(), 1e-3))
+        except TimeoutError:
+            worker.kill()
+            self._give_back(None)
+            return False, True
+        except _WorkerGone as exc:
+            # e.g. killed by the OOM killer on a giant expression: a wrong answer, not a crash
+            logger.warning("math-verify worker died while checking an answer (%s); scoring it 0", exc)
+            worker.kill()
+            self._give_back(None)
+            return False, False
+        self._give_back(worker)
+        if "error" in reply:
+            logger.debug("math-verify error on pred=%r gold=%r: %s", pred[:80], gold[:80], reply["error"])
+        return bool(reply["equal"]), False
 
     def close(self) -> None:
-        with self._lock:
+        with self._cond:
+            self._closed = True
             workers, self._idle = self._idle, []
         for worker in workers:
             worker.kill()

@@ -46,19 +46,21 @@ appended as one JSON line to the file named by ``$POSTTRAIN_REWARD_ERRORS`` (the
 
 Why a process and not a thread, with numbers. A thread that runs past its limit cannot be
 stopped: it keeps its CPU share for ever, and a call stuck in C code that holds the GIL (a
-regex backtracking in ``re``, sympy on ``10^{10^{10}}``, a big-int power) stalls every thread
-of the process, so the caller cannot even return. Measured here: ``format_reward``'s old regex
-on 250 repeated tag pairs held the GIL for ~55 s; a thread guard returned only after it ended.
-A worker process is killed at the deadline (its whole process group, so helpers it started die
-too) and replaced. Its cost is one pickle round trip over a pipe: ~0.1 ms per call on the
-development machine against ~0.05 ms for a thread hand-off (benchmarks/bench_reward.py prints
-both), next to 5-20 ms for one math-verify check. Workers start on demand, at most
-``REWARD_GUARD_WORKERS`` per process (default min(8, CPUs)), load the target once, and are
-reused; start-up (~0.2 s plus the target's imports) is not part of a call's limit, and a call's
-limit starts when a worker takes it. ``isolation="thread"`` remains for functions that cannot
-be sent to another process (a closure holding a client, say); async functions are awaited with
-``asyncio.wait_for`` on the caller's loop (one that blocks its loop without awaiting cannot be
-interrupted; its late result is discarded as a time-out).
+regex backtracking inside ``re``, sympy on ``10^{10^{10}}``, a big-int power) stalls every thread
+of the process, so the caller cannot even return: ``format_reward``'s old regex held the GIL for
+~55 s on 250 repeated tag pairs, and a thread guard would have returned only after it. A worker
+process is killed at the deadline (its whole process group, so helpers it started die too) and
+replaced. Measured by benchmarks/bench_reward.py on the 2-core development machine: a guarded
+call costs 0.05 ms more than the function itself in a worker process (one pickle round trip
+over a pipe; workers are reused) against 0.11 ms in a fresh thread, next to 15-50 ms for one
+plain math-verify check; the default reward runs at ~180x plain math-verify guarded, ~350x
+unguarded. Workers start on demand, at most ``REWARD_GUARD_WORKERS`` per process (default
+min(4, CPUs)), load the target once, and are reused; a worker's start (~0.2 s plus the target's
+imports) is not part of a call's limit, and a call's limit starts when a worker takes it.
+``isolation="thread"`` remains for functions that cannot be sent to another process (a closure
+holding a client, say); async functions are awaited with ``asyncio.wait_for`` on the caller's
+loop (one that blocks its loop without awaiting cannot be interrupted; its late result is
+discarded as a time-out).
 """
 
 import asyncio
@@ -498,9 +500,11 @@ def _pool_size() -> int:
         if size < 1:
             raise ValueError(f"REWARD_GUARD_WORKERS must be an integer >= 1, got {raw!r}")
         return size
-    # verl runs sync reward functions in up to 32 executor threads per reward process; 8
-    # workers keep CPU-bound scoring parallel without starting 32 interpreters per process.
-    return min(8, os.cpu_count() or 1)
+    # verl runs sync reward functions in up to 32 executor threads per reward process. A rule
+    # reward costs ~0.05 ms per call through a worker, so 4 workers score ~40,000 responses a
+    # second per reward process; more would only add interpreters (each with its own ~150 MB
+    # math-verify helper once needed) on every one of the REWARD_WORKERS processes.
+    return min(4, os.cpu_count() or 1)
 
 
 # ---------------------------------------------------------------------------------------------
