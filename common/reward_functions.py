@@ -868,6 +868,9 @@ def _self_check() -> int:
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--verify-worker"]:
-        _worker_main()
+        try:
+            _worker_main()
+        except BrokenPipeError:  # the parent went away (it exited, or gave up on this worker)
+            os._exit(0)
     else:
         sys.exit(_self_check())

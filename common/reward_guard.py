@@ -923,7 +923,10 @@ def _mean(values: list[float]) -> float:
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--guard-worker"]:
-        _worker_main()
+        try:
+            _worker_main()
+        except BrokenPipeError:  # the parent went away (it exited, or gave up on this worker)
+            os._exit(0)
     else:
         sys.exit("usage: this file is loaded by verl (see its docstring); run its tests with "
                  ".venv/bin/python -m pytest tests/common/test_reward_guard.py -q")
