@@ -5,7 +5,7 @@ Run the self-check (from any directory):
     python common/reward_functions.py
 
 Use it in training (verl 0.9.1 reads these keys; the old top-level ``custom_reward_function``
-is silently ignored):
+is silently ignored). The launcher wraps it in common/reward_guard.py (``REWARD_GUARD=true``):
 
     reward.custom_reward_function.path=$REPO/common/reward_functions.py
     reward.custom_reward_function.name=compute_score
@@ -15,27 +15,46 @@ What it offers:
 
 - ``compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs)``:
   verl's signature; dispatches on ``data_source`` like verl's ``default_compute_score`` and
-  returns a dict with the fixed keys ``REWARD_KEYS`` (``score`` first).
+  returns a dict with the fixed keys ``REWARD_KEYS`` (``score`` first), within ``timeout_s``
+  for the whole call.
 - ``format_reward(text)``: 1.0 / 0.5 / 0.0 for the ``<think>``/``<answer>`` convention.
 - ``length_penalty(length, max_len, buffer_len, penalty_factor)``: DAPO's linear overlong penalty.
 - ``combine_score(acc, fmt, penalty, format_weight, length_penalty_weight)``: the weighted sum.
 - ``extract_boxed``, ``extract_math_answer``, ``extract_gsm8k_answer``: answer extraction.
-- ``math_equal(pred, gold, timeout_s)``: fast path, then math-verify under a hard time limit
-  that works off the main thread (a persistent worker process that is killed on overrun).
+- ``math_equal(pred, gold, timeout_s)``: exact forms first (common/math_answer.py), then
+  math-verify under a hard time limit that works off the main thread (a persistent worker
+  process that is killed on overrun).
 - ``gsm8k_accuracy(pred, gold)``: exact numeric comparison.
 - ``shutdown_verifiers()``: stop the math-verify worker processes of this process.
 - ``KNOWN_DATA_SOURCES``, ``REWARD_KEYS``, ``UnknownDataSourceError``.
+
+The keys of every result (``REWARD_KEYS``, in this order):
+
+- ``score``: ``acc + format_weight * format + length_penalty_weight * length_penalty``.
+- ``acc``: 1.0 when the extracted answer matches the ground truth, else 0.0.
+- ``format``: ``format_reward`` of the response (reported whatever its weight).
+- ``pred``: the extracted answer ("" when none; at most 1,000 characters).
+- ``timeout``: 1.0 when the math-verify check ran out of time (``acc`` is then 0.0).
+- ``length_penalty``: the overlong penalty (0.0 unless ``length_penalty_weight`` > 0).
+
+Bounded: whatever the response, a call returns within ``timeout_s`` (5 s by default) and never
+raises on a string: answers are looked for in the last ``SCAN_CHARS`` (16 KB) of a response with
+linear scans, the format rule is four ``str.find``s, numbers past 300 digits stay strings, and
+math-verify runs in a worker process that is killed when the time is up. It raises only on a
+bad configuration or a bad data row (unknown ``data_source``, a missing ground truth, an unknown
+reward kwarg), with a message naming the field; common/reward_guard.py turns that into a
+counted ``reward_error`` during training, and the preflight catches it before launch.
 
 verl decodes responses with ``skip_special_tokens=True``: a tokenizer that marks ``<think>`` or
 ``<answer>`` as special tokens strips them before scoring, and ``format`` is then always 0.0
 (Qwen3's tokenizer keeps them: they are added tokens, not special ones).
 """
 
+import importlib.util
 import json
 import logging
 import math
 import os
-import re
 import resource
 import select
 import subprocess
@@ -45,6 +64,24 @@ import time
 from fractions import Fraction
 from functools import lru_cache
 from typing import NamedTuple
+
+
+def _load_sibling(name: str):
+    """Import common/<name>.py whether this file was imported as ``common.reward_functions`` or by path."""
+    key = f"_posttrain_{name}"
+    if key not in sys.modules:
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+        spec = importlib.util.spec_from_file_location(key, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
+if __package__:
+    from . import math_answer
+else:  # loaded by path (verl's loader) or run as a script (the math-verify worker)
+    math_answer = _load_sibling("math_answer")
 
 __all__ = [
     "KNOWN_DATA_SOURCES",
@@ -100,11 +137,15 @@ _VERL_PASSTHROUGH_KWARGS = frozenset(
     {"reward_router_address", "reward_model_tokenizer", "sandbox_fusion_url", "concurrent_semaphore", "memory_limit_mb"}
 )
 
-# math-verify's own default per-operation limit is 5 s; a reward call stays within the same.
+# math-verify's own default per-operation limit is 5 s; a whole reward call stays within the same.
 DEFAULT_TIMEOUT_S = 5.0
-# Importing sympy + math-verify in a fresh worker takes ~1-3 s on a busy 2-core machine;
-# 120 s only guards against a wedged interpreter and is not part of the per-call limit.
+# Importing sympy + math-verify in a fresh worker takes ~1-3 s on a busy 2-core machine; a
+# check waits for it only until its own deadline (the start goes on in the background), and
+# 120 s only guards against a wedged interpreter.
 _WORKER_STARTUP_TIMEOUT_S = 120.0
+# `pred` is reported in verl's generation dumps: a whole 16 KB <answer> block would bloat them.
+_MAX_PRED_CHARS = math_answer.MAX_ANSWER_CHARS
+SCAN_CHARS = math_answer.SCAN_CHARS
 
 
 class UnknownDataSourceError(ValueError, NotImplementedError):
@@ -127,14 +168,14 @@ class Verdict(NamedTuple):
 # Format and length
 # ---------------------------------------------------------------------------------------------
 
-_FORMAT_RE = re.compile(r"<think>.*?</think>.*?<answer>(.*?)</answer>", re.DOTALL)
-
 
 def format_reward(text: str) -> float:
     """Score the reasoning format: 1.0, 0.5 or 0.0.
 
     ``<think>...</think>`` followed by ``<answer>...</answer>`` (each pair opened then closed, the
     think pair first) gives 0.5; with a ``\\boxed{}`` inside the answer, 1.0; anything else 0.0.
+    Four ``str.find`` calls, linear in the text (the regex it replaces backtracked for a minute
+    on 250 repeated tag pairs).
 
     >>> format_reward("<think>2+2</think><answer>\\\\boxed{4}</answer>")
     1.0
@@ -145,10 +186,17 @@ def format_reward(text: str) -> float:
     >>> format_reward("\\\\boxed{4}")
     0.0
     """
-    match = _FORMAT_RE.search(text)
-    if match is None:
+    if not isinstance(text, str):
         return 0.0
-    return 1.0 if extract_boxed(match.group(1)) is not None else 0.5
+    # The first of each tag after the previous one: the leftmost match of
+    # <think>.*?</think>.*?<answer>(.*?)</answer>, found without backtracking.
+    think = text.find("<think>")
+    end_think = text.find("</think>", think + len("<think>")) if think != -1 else -1
+    answer = text.find("<answer>", end_think + len("</think>")) if end_think != -1 else -1
+    end_answer = text.find("</answer>", answer + len("<answer>")) if answer != -1 else -1
+    if end_answer == -1:
+        return 0.0
+    return 1.0 if extract_boxed(text[answer + len("<answer>") : end_answer]) is not None else 0.5
 
 
 def length_penalty(length: float, max_len: float, buffer_len: float, penalty_factor: float = 1.0) -> float:
@@ -205,17 +253,6 @@ def combine_score(
 # Answer extraction
 # ---------------------------------------------------------------------------------------------
 
-_BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
-_ANSWER_TAG_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-# "The final answer is $X$. I hope it is correct." (Minerva), "Final answer: X", "**Answer:** X".
-_FINAL_LINE_RES = (
-    # The leading ".*" is greedy, so the last phrase on a line wins:
-    # "Final Answer: The final answer is 18" -> "18".
-    re.compile(r".*final\s+answer\s*(?:is|:)\s*(.+)", re.IGNORECASE),
-    re.compile(r"^\W*answer\W*\s*[:：]\s*(.+)", re.IGNORECASE),
-)
-_HOPE_RE = re.compile(r"\.?\s*I hope it is correct\.?\s*$", re.IGNORECASE)
-
 
 def extract_boxed(text: str) -> str | None:
     """Content of the last ``\\boxed{...}`` or ``\\fbox{...}`` (nested braces kept), else None.
@@ -227,44 +264,18 @@ def extract_boxed(text: str) -> str | None:
     >>> extract_boxed("\\\\boxed 5."), extract_boxed("\\\\boxed{unclosed")
     ('5', None)
     """
-    matches = list(_BOX_RE.finditer(text))
-    # Walk back from the last box: an unclosed last box (truncated response) is no answer.
-    if not matches:
-        return None
-    start = matches[-1].end()
-    rest = text[start:]
-    if rest.startswith(" ") and not rest.lstrip().startswith("{"):
-        # "\boxed 5" (MATH's unbraced form): the token up to whitespace, "$" or end.
-        token = re.match(r"\s*([^\s$]+)", rest)
-        return token.group(1).rstrip(".") if token else None
-    brace = rest.find("{")
-    if brace == -1 or rest[:brace].strip():
-        return None
-    depth = 0
-    for i in range(brace, len(rest)):
-        ch = rest[i]
-        if ch == "{" and (i == 0 or rest[i - 1] != "\\"):
-            depth += 1
-        elif ch == "}" and (i == 0 or rest[i - 1] != "\\"):
-            depth -= 1
-            if depth == 0:
-                return rest[brace + 1 : i].strip()
-    return None
+    boxes = math_answer.find_boxes(text) if isinstance(text, str) else []
+    return boxes[-1] if boxes else None
 
 
-def _clean_final(answer: str) -> str:
-    answer = _HOPE_RE.sub("", answer.strip())
-    answer = answer.strip().strip("*").strip().rstrip(".").strip()
-    if len(answer) >= 2 and answer[0] == "$" and answer[-1] == "$":
-        answer = answer.strip("$").strip()
-    return answer
-
-
-def extract_math_answer(text: str) -> str:
+def extract_math_answer(text: str, strict_boxed: bool = False) -> str:
     """The final answer of a math response, or "" when there is none.
 
-    Order: the last ``\\boxed{}``/``\\fbox{}``; else the last ``<answer>`` tag; else the last
-    final-answer line ("The final answer is X", "Final answer: X", "Answer: X").
+    Order: the last ``\\boxed{}``/``\\fbox{}`` (several boxes written as one answer, "\\boxed{1}
+    and \\boxed{2}", become the list "1, 2"); else the last ``<answer>`` tag; else the last
+    final-answer phrase ("The final answer is X", "Answer: X", "#### X"); else the last LaTeX
+    span or number. ``strict_boxed=True`` keeps only the box. A response cut off inside its
+    last box has no answer.
 
     >>> extract_math_answer("... so the area is \\\\boxed{\\\\dfrac{3}{4}}.")
     '\\\\dfrac{3}{4}'
@@ -272,130 +283,53 @@ def extract_math_answer(text: str) -> str:
     '42'
     >>> extract_math_answer("Final Answer: The final answer is $18$. I hope it is correct.")
     '18'
-    >>> extract_math_answer("Answer: 7")
-    '7'
+    >>> extract_math_answer("Answer: 7"), extract_math_answer("Answer: 7", strict_boxed=True)
+    ('7', '')
     >>> extract_math_answer("I am not sure.")
     ''
     """
-    boxed = extract_boxed(text)
-    if boxed is not None:
-        return boxed
-    tags = _ANSWER_TAG_RE.findall(text)
-    if tags and tags[-1].strip():
-        return _clean_final(tags[-1])
-    for line in reversed(text.strip().splitlines()):
-        for pattern in _FINAL_LINE_RES:
-            found = pattern.match(line)
-            if found is not None and _clean_final(found.group(1)):
-                return _clean_final(found.group(1))
-    return ""
+    return math_answer.extract_answer(text, strict_boxed=strict_boxed).text
 
 
-# Thousands groups only when they are groups of three ("1,234"), so "1,2" stays a list.
-_GSM_NUM_RE = re.compile(r"-?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
-
-
-def extract_gsm8k_answer(text: str) -> str:
+def extract_gsm8k_answer(text: str, strict_boxed: bool = False) -> str:
     """The numeric answer of a GSM8K response as a plain number string, or "".
 
-    Order: the first number after the last ``####``; else in the last ``\\boxed{}``; else in
-    the last ``<answer>`` tag; else the last number in the text. Commas, "$" and units go.
+    Order: the first number after the last ``####`` (GSM8K's own marker); else the last number
+    in the last ``\\boxed{}``; else in the last ``<answer>`` tag; else the last number in the
+    response. ``strict_boxed=True`` keeps only the two explicit markers, ``####`` and
+    ``\\boxed{}``. Commas, "$" and units go. Only the last ``SCAN_CHARS`` are read.
 
     >>> extract_gsm8k_answer("She pays $1,234.50 in total.\\n#### $1,234.50")
     '1234.50'
-    >>> extract_gsm8k_answer("Natalia sold 72 clips")
-    '72'
+    >>> extract_gsm8k_answer("Natalia sold 72 clips"), extract_gsm8k_answer("Natalia sold 72 clips", strict_boxed=True)
+    ('72', '')
     >>> extract_gsm8k_answer("The change is -3 degrees.")
     '-3'
     >>> extract_gsm8k_answer("no number here")
     ''
     """
+    if not isinstance(text, str):
+        return ""
+    tail = text[-SCAN_CHARS:]
     candidates = []
-    if "####" in text:
-        candidates.append((text.rsplit("####", 1)[1], "first"))
-    boxed = extract_boxed(text)
+    marker = tail.rfind("####")
+    if marker != -1:
+        candidates.append((tail[marker + 4 : marker + 4 + 200], "first"))
+    boxed = extract_boxed(tail)
     if boxed is not None:
         candidates.append((boxed, "last"))
-    tags = _ANSWER_TAG_RE.findall(text)
-    if tags:
-        candidates.append((tags[-1], "last"))
-    candidates.append((text, "last"))
+    if not strict_boxed:
+        close = tail.rfind("</answer>")
+        start = tail.rfind("<answer>", 0, close) if close != -1 else -1
+        if start != -1:
+            candidates.append((tail[start + len("<answer>") : close], "last"))
+        candidates.append((tail, "last"))
     for chunk, which in candidates:
-        numbers = _GSM_NUM_RE.findall(chunk)
+        numbers = math_answer.numbers(chunk)
         if numbers:
             number = numbers[0] if which == "first" else numbers[-1]
-            return number.replace("$", "").replace(",", "")
+            return number.replace(",", "").replace("\\%", "")
     return ""
-
-
-# ---------------------------------------------------------------------------------------------
-# Equivalence: fast path
-# ---------------------------------------------------------------------------------------------
-
-_SPACING_RE = re.compile(r"\\(?:left|right|displaystyle)(?![A-Za-z])|\\[!,;: ]|\s+")
-_NUMBER_RE = re.compile(r"[+-]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)")
-_FRAC_RES = (
-    re.compile(r"([+-]?)\\frac\{([+-]?\d+)\}\{(\d+)\}"),
-    re.compile(r"([+-]?)\\frac(\d)(\d)"),
-    re.compile(r"([+-]?)(\d+)/(\d+)"),
-)
-
-
-class _Number(NamedTuple):
-    value: Fraction
-    decimal: bool
-    percent: bool
-
-
-def _normalize(answer: str) -> str:
-    """Light normalisation: LaTeX spacing, \\left/\\right, dollars, dfrac/tfrac, trailing dot."""
-    s = answer.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    s = s.replace("\\$", "").replace("$", "")
-    s = _SPACING_RE.sub("", s)
-    if s.startswith("\\text{") and s.endswith("}") and s.count("{") == 1:
-        s = s[len("\\text{") : -1]
-    return s.rstrip(".")
-
-
-def _as_number(s: str) -> _Number | None:
-    percent = s.endswith("%")
-    if percent:
-        s = s[:-2] if s.endswith("\\%") else s[:-1]
-    if _NUMBER_RE.fullmatch(s):
-        return _Number(Fraction(s.replace(",", "")), "." in s, percent)
-    for pattern in _FRAC_RES:
-        m = pattern.fullmatch(s)
-        if m:
-            sign, num, den = m.groups()
-            if int(den) == 0:
-                return None
-            value = Fraction(int(num), int(den))
-            return _Number(-value if sign == "-" else value, False, percent)
-    return None
-
-
-def _fast_verdict(pred: str, gold: str) -> bool | None:
-    """True/False when decidable without math-verify, None to defer to it."""
-    p, g = _normalize(pred), _normalize(gold)
-    if not p:
-        return False
-    if p == g:
-        return True
-    pn, gn = _as_number(p), _as_number(g)
-    if pn is None or gn is None:
-        return None
-    if pn.percent or gn.percent:
-        # math-verify: "50\%" == "50" for integers, but "12.5\%" vs "0.125" depends on the side.
-        integers = pn.value.denominator == gn.value.denominator == 1 and not (pn.decimal or gn.decimal)
-        return True if integers and pn.value == gn.value else None
-    if pn.value == gn.value:
-        return True
-    if not (pn.decimal or gn.decimal):
-        # Exact rationals on both sides: math-verify compares them exactly too.
-        return False
-    # math-verify rounds floats to 6 decimals, so values 1e-5 apart can never match there;
-    # closer ones ("0.333333" vs "1/3") are its call.
-    return False if abs(pn.value - gn.value) > Fraction(1, 10**5) else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -510,42 +444,110 @@ class _Worker:
 
 
 class _VerifierPool:
-    """Up to ``size`` workers shared by all threads of one process, started on demand."""
+    """Up to ``size`` workers shared by all threads of one process.
+
+    Workers start in the background: a check waits for one only until its own deadline, so a
+    worker's start-up (1-3 s of sympy imports) counts against the call that needs it and can
+    never make it overrun. A worker killed at a deadline is replaced at once, in the
+    background, so the next check finds it warm.
+    """
 
     def __init__(self, size: int) -> None:
         self.pid = os.getpid()
-        self._slots = threading.BoundedSemaphore(size)
+        self.size = size
         self._idle: list[_Worker] = []
-        self._lock = threading.Lock()
+        self._busy = 0
+        self._starting = 0
+        self._start_error: str | None = None
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def _start_async(self) -> None:
+        """Start one worker in a thread (call with the condition held)."""
+        self._starting += 1
+
+        def start() -> None:
+            try:
+                worker, error = _Worker(), None
+            except RuntimeError as exc:  # math-verify missing or broken: every check must say so
+                worker, error = None, str(exc)
+            with self._cond:
+                self._starting -= 1
+                if error is not None:
+                    self._start_error = error
+                elif self._closed:
+                    worker.kill()
+                else:
+                    self._idle.append(worker)
+                self._cond.notify_all()
+
+        threading.Thread(target=start, daemon=True, name="math-verify-start").start()
+
+    def _take(self, deadline: float) -> "_Worker | None":
+        """An idle worker, or None when none is ready by ``deadline``."""
+        with self._cond:
+            while True:
+                while self._idle:
+                    worker = self._idle.pop()
+                    if worker.proc.poll() is None:
+                        self._busy += 1
+                        return worker
+                    worker.kill()  # died while idle: reap it and close its pipes
+                if self._start_error is not None:
+                    error, self._start_error = self._start_error, None
+                    raise RuntimeError(error)
+                if self._busy + self._starting < self.size:
+                    self._start_async()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+
+    def _give_back(self, worker: "_Worker | None") -> None:
+        with self._cond:
+            self._busy -= 1
+            if worker is not None:
+                self._idle.append(worker)
+            elif not self._closed:
+                self._start_async()  # a warm replacement for the next check
+            self._cond.notify_all()
+
+    def warm(self, wait_s: float = 0.0) -> bool:
+        """Start a worker unless one is idle or starting; wait up to ``wait_s`` for one to be idle."""
+        deadline = time.monotonic() + wait_s
+        with self._cond:
+            if not self._idle and not self._starting and self._busy < self.size:
+                self._start_async()
+            while not self._idle and time.monotonic() < deadline and self._start_error is None:
+                self._cond.wait(deadline - time.monotonic())
+            return bool(self._idle)
 
     def verify(self, gold: str, pred: str, timeout_s: float) -> tuple[bool, bool]:
-        """Return (equal, timed_out); a hung or crashed worker is killed and replaced later."""
-        with self._slots:
-            with self._lock:
-                worker = self._idle.pop() if self._idle else None
-            if worker is not None and worker.proc.poll() is not None:
-                worker.kill()  # died while idle: reap it and close its pipes
-                worker = None
-            if worker is None:
-                worker = _Worker()  # startup time is not part of the per-call limit
-            try:
-                reply = worker.ask(gold, pred, timeout_s)
-            except TimeoutError:
-                worker.kill()
-                return False, True
-            except _WorkerGone as exc:
-                # e.g. killed by the OOM killer on a giant expression: a wrong answer, not a crash
-                logger.warning("math-verify worker died while checking an answer (%s); scoring it 0", exc)
-                worker.kill()
-                return False, False
-            with self._lock:
-                self._idle.append(worker)
-            if "error" in reply:
-                logger.debug("math-verify error on pred=%r gold=%r: %s", pred[:80], gold[:80], reply["error"])
-            return bool(reply["equal"]), False
+        """Return (equal, timed_out) within ``timeout_s``, start-up included."""
+        deadline = time.monotonic() + timeout_s
+        worker = self._take(deadline)
+        if worker is None:
+            return False, True  # no worker ready in time (all busy, or still starting)
+        try:
+            reply = worker.ask(gold, pred, max(deadline - time.monotonic(), 1e-3))
+        except TimeoutError:
+            worker.kill()
+            self._give_back(None)
+            return False, True
+        except _WorkerGone as exc:
+            # e.g. killed by the OOM killer on a giant expression: a wrong answer, not a crash
+            logger.warning("math-verify worker died while checking an answer (%s); scoring it 0", exc)
+            worker.kill()
+            self._give_back(None)
+            return False, False
+        self._give_back(worker)
+        if "error" in reply:
+            logger.debug("math-verify error on pred=%r gold=%r: %s", pred[:80], gold[:80], reply["error"])
+        return bool(reply["equal"]), False
 
     def close(self) -> None:
-        with self._lock:
+        with self._cond:
+            self._closed = True
             workers, self._idle = self._idle, []
         for worker in workers:
             worker.kill()
@@ -581,17 +583,30 @@ def shutdown_verifiers() -> None:
         pool.close()
 
 
+def _normalize_for_verify(answer: str) -> str:
+    # Inside "$...$" for math-verify: an unescaped "$" would end the math early.
+    return answer.replace("\\$", "").replace("$", "").strip()
+
+
 def _check_timeout(timeout_s: float) -> None:
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or not (0 < timeout_s < math.inf):
         raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
 
 
+@lru_cache(maxsize=8192)
+def _canonical(answer: str):
+    # Ground truths repeat across the ROLLOUT_N responses of a prompt, and answers across
+    # responses: parse each string once. Entries are capped at MAX_ANSWER_CHARS, 8 MB in all.
+    return math_answer.canonical(answer)
+
+
 def math_equal(pred: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Verdict:
     """Is the extracted answer ``pred`` equivalent to ``gold``?
 
-    A fast path settles plain cases (same string after light normalisation; numbers with
-    "1,000", "$12", "50%", "a/b", "\\frac{a}{b}"); the rest goes to math-verify in a worker
-    process that is killed if it runs past ``timeout_s`` (works from any thread).
+    Exact forms decide whenever math-verify's verdict is certain (numbers, percentages,
+    ``x = a``, sets, tuples, intervals: see common/math_answer.py); the rest goes to
+    math-verify in a worker process that is killed if it runs past ``timeout_s`` (works from
+    any thread).
 
     >>> math_equal("\\\\dfrac{1}{2}", "0.5")
     Verdict(equal=True, timed_out=False, via='fast')
@@ -599,16 +614,14 @@ def math_equal(pred: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Ve
     Verdict(equal=False, timed_out=False, via='fast')
     """
     _check_timeout(timeout_s)
-    fast = _fast_verdict(pred, gold)
+    if not pred.strip():
+        return Verdict(False, False, "fast")
+    short = len(pred) <= math_answer.MAX_ANSWER_CHARS and len(gold) <= math_answer.MAX_ANSWER_CHARS
+    fast = math_answer.compare(_canonical(pred), _canonical(gold)) if short else None
     if fast is not None:
         return Verdict(fast, False, "fast")
     equal, timed_out = _pool().verify(_normalize_for_verify(gold), _normalize_for_verify(pred), timeout_s)
     return Verdict(equal, timed_out, "math_verify")
-
-
-def _normalize_for_verify(answer: str) -> str:
-    # Inside "$...$" for math-verify: an unescaped "$" would end the math early.
-    return answer.replace("\\$", "").replace("$", "").strip()
 
 
 def gsm8k_accuracy(pred: str, gold: str) -> float:
@@ -622,19 +635,29 @@ def gsm8k_accuracy(pred: str, gold: str) -> float:
     gold_value = _gsm8k_number(gold)
     if gold_value is None:
         raise ValueError(
-            f"gsm8k ground_truth must be a number, got {gold!r}; "
+            f"gsm8k ground_truth must be a number, got {gold[:80]!r}; "
             "fix reward_model.ground_truth in the data (e.g. the text after '####')"
         )
     pred_value = _gsm8k_number(pred)
     return 1.0 if pred_value is not None and pred_value == gold_value else 0.0
 
 
-def _gsm8k_number(text: str) -> Fraction | None:
-    s = text.strip().replace("$", "").replace(",", "")
+def _gsm8k_number(text: str) -> Fraction | str | None:
+    s = text.strip().replace("$", "").replace(",", "").replace("\\%", "").rstrip("%")
+    if len(s) > 300:
+        # Past 300 digits a number stays a string (int() refuses 4,300+ digits): compare it as
+        # written, without leading zeros.
+        body = s.lstrip("+-")
+        return s[: len(s) - len(body)].replace("+", "") + (body.lstrip("0") or "0") if body.isascii() and body.isdigit() else None
     try:
-        return Fraction(s) if re.fullmatch(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)", s) else None
+        if math_answer.PLAIN_NUMBER_RE.fullmatch(s):
+            return Fraction(s)
+        top, slash, bottom = s.partition("/")
+        if slash and math_answer.PLAIN_NUMBER_RE.fullmatch(top) and bottom.isascii() and bottom.isdigit():
+            return Fraction(top) / int(bottom)
     except (ValueError, ZeroDivisionError):
-        return None
+        pass
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -650,7 +673,7 @@ def _task_of(data_source: str) -> str:
         return "gsm8k"
     known = "; ".join(f"{task}: {', '.join(names)}" for task, names in KNOWN_DATA_SOURCES.items())
     raise UnknownDataSourceError(
-        f"reward_functions.compute_score: unknown data_source {data_source!r}. Known ({known}). "
+        f"reward_functions.compute_score: unknown data_source {str(data_source)[:80]!r}. Known ({known}). "
         "Set the parquet column data_source to one of these, or point "
         "reward.custom_reward_function.path at a scorer for this dataset."
     )
@@ -661,17 +684,26 @@ def _gold_list(ground_truth) -> list[str]:
     if isinstance(ground_truth, str | int | float) and not isinstance(ground_truth, bool):
         golds = [ground_truth]
     elif hasattr(ground_truth, "__iter__") and not isinstance(ground_truth, dict | bytes):
-        golds = list(ground_truth)
+        golds = list(ground_truth)[:64]
     else:
         golds = []
-    golds = [str(g).strip() for g in golds if isinstance(g, str | int | float) and not isinstance(g, bool)]
+    golds = [_number_str(g) if not isinstance(g, str) else g.strip() for g in golds
+             if isinstance(g, str | int | float) and not isinstance(g, bool)]
     golds = [extract_boxed(g) or g for g in golds]  # a gold stored as "\boxed{5}" means 5
-    if not golds or not all(golds):
+    if not golds or not all(g.strip() for g in golds):
         raise ValueError(
-            f"ground_truth must be a non-empty string or number (or a list of them), got {ground_truth!r}; "
+            f"ground_truth must be a non-empty string or number (or a list of them), got {str(ground_truth)[:80]!r}; "
             "fix reward_model.ground_truth in the data"
         )
     return golds
+
+
+def _number_str(value: int | float) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))  # 72.0 from a float column means 72
+    if isinstance(value, int) and value.bit_length() > 996:
+        return "huge integer"  # str() refuses past 4,300 digits; no answer will match it
+    return str(value)
 
 
 @lru_cache(maxsize=4)
@@ -699,6 +731,7 @@ def compute_score(
     overlong_buffer_len: int | None = None,
     overlong_penalty_factor: float = 1.0,
     length_tokenizer: str | None = None,
+    strict_boxed: bool = False,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     **kwargs,
 ) -> dict:
@@ -707,12 +740,14 @@ def compute_score(
     ``score = acc + format_weight * format + length_penalty_weight * length_penalty``
 
     - ``acc``: 1.0 when the extracted answer (``pred``) matches ``ground_truth``, else 0.0
-      (math: fast path then math-verify; gsm8k: exact number). A math check that runs past
-      ``timeout_s`` seconds gives ``acc`` 0.0 and ``timeout`` 1.0.
+      (math: exact forms then math-verify; gsm8k: exact number). A math check that runs out of
+      the ``timeout_s`` seconds of the whole call gives ``acc`` 0.0 and ``timeout`` 1.0.
     - ``format``: ``format_reward(solution_str)``, always reported, weighted by ``format_weight``.
     - ``length_penalty``: ``length_penalty(len, max_response_len, overlong_buffer_len,
       overlong_penalty_factor)`` when ``length_penalty_weight`` > 0, else 0.0. ``len`` counts
       tokens of ``length_tokenizer`` (a Hugging Face name or path) if given, else characters.
+    - ``strict_boxed``: only a ``\\boxed{}`` answer counts (math), only ``####`` or
+      ``\\boxed{}`` (gsm8k): format pressure for those who want it. Default: any final answer.
 
     Defaults give ``score == acc``, like verl's default scorer. Keyword arguments arrive from
     ``reward.custom_reward_function.reward_kwargs``; an unknown one raises TypeError.
@@ -723,29 +758,38 @@ def compute_score(
     >>> compute_score("openai/gsm8k", "<think>3*24</think><answer>72 clips</answer>", "72",
     ...               format_weight=0.1)["score"]
     1.05
+    >>> compute_score("math", "So x = -5", "-5")["acc"], compute_score("math", "So x = -5", "-5", strict_boxed=True)["acc"]
+    (1.0, 0.0)
     """
+    started = time.monotonic()
     unknown = set(kwargs) - _VERL_PASSTHROUGH_KWARGS
     if unknown:
         raise TypeError(
             f"compute_score got unknown reward_kwargs {sorted(unknown)}; accepted: format_weight, "
             "length_penalty_weight, max_response_len, overlong_buffer_len, overlong_penalty_factor, "
-            "length_tokenizer, timeout_s"
+            "length_tokenizer, strict_boxed, timeout_s"
         )
     format_weight = _weight("format_weight", format_weight)
     length_penalty_weight = _weight("length_penalty_weight", length_penalty_weight)
     _check_timeout(timeout_s)
+    if not isinstance(strict_boxed, bool):
+        raise ValueError(f"reward_kwargs.strict_boxed must be true or false, got {strict_boxed!r}")
     if not isinstance(solution_str, str):
         raise TypeError(f"solution_str must be a str, got {type(solution_str).__name__}")
     task = _task_of(data_source)
     golds = _gold_list(ground_truth)
+    deadline = started + timeout_s
 
     acc, timed_out = 0.0, 0.0
     if task == "math":
-        pred = extract_math_answer(solution_str)
+        pred = extract_math_answer(solution_str, strict_boxed=strict_boxed)
         if pred:
-            deadline = time.monotonic() + timeout_s
             for gold in golds:
-                verdict = math_equal(pred, gold, timeout_s=max(deadline - time.monotonic(), 1e-3))
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    timed_out = 1.0
+                    break
+                verdict = math_equal(pred, gold, timeout_s=remaining)
                 if verdict.timed_out:
                     timed_out = 1.0
                     break
@@ -753,7 +797,7 @@ def compute_score(
                     acc = 1.0
                     break
     else:
-        pred = extract_gsm8k_answer(solution_str)
+        pred = extract_gsm8k_answer(solution_str, strict_boxed=strict_boxed)
         acc = max(gsm8k_accuracy(pred, gold) for gold in golds)
 
     fmt = format_reward(solution_str)
@@ -770,7 +814,8 @@ def compute_score(
             length = len(solution_str)
         penalty = length_penalty(length, max_response_len, overlong_buffer_len, overlong_penalty_factor)
     score = combine_score(acc, fmt, penalty, format_weight, length_penalty_weight)
-    return {"score": score, "acc": acc, "format": fmt, "pred": pred, "timeout": timed_out, "length_penalty": penalty}
+    return {"score": score, "acc": acc, "format": fmt, "pred": pred[:_MAX_PRED_CHARS], "timeout": timed_out,
+            "length_penalty": penalty}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -781,6 +826,8 @@ _SELF_CHECK = [
     ("math", "The area is \\boxed{\\dfrac{3}{4}}.", "0.75"),
     ("HuggingFaceH4/MATH-500", "so x \\in \\boxed{[0, 1)}", "[0,1)"),
     ("math_dapo", "Answer: 1,000", "1000"),
+    ("math", "The roots are $\\boxed{2}$ and $\\boxed{-1}$.", "-1, 2"),
+    ("math", "Subtracting gives -5", "-5"),
     ("aime2024", "<think>...</think><answer>\\boxed{(x+1)^2}</answer>", "x^2+2x+1"),
     ("math", "The final answer is $\\frac{\\sqrt{2}}{2}$. I hope it is correct.", "\\frac{1}{\\sqrt{2}}"),
     ("math", "I give up.", "5"),
@@ -809,6 +856,10 @@ def _self_check() -> int:
         thread.join()
         print(f"pathological answer from a worker thread: timeout={box['timeout']} after {time.monotonic() - t0:.2f} s")
         failures += box["timeout"] != 1.0
+        # The format rule on 250 repeated tag pairs (the old regex backtracked for ~55 s here).
+        t0 = time.monotonic()
+        compute_score("math", "<think>a</think><answer>" * 250, "1")
+        print(f"250 repeated <think>/<answer> tags: {1000 * (time.monotonic() - t0):.1f} ms")
     finally:
         shutdown_verifiers()
     print("self-check", "FAILED" if failures else "passed")
@@ -817,6 +868,9 @@ def _self_check() -> int:
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--verify-worker"]:
-        _worker_main()
+        try:
+            _worker_main()
+        except BrokenPipeError:  # the parent went away (it exited, or gave up on this worker)
+            os._exit(0)
     else:
         sys.exit(_self_check())

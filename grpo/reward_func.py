@@ -13,6 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.reward_functions import compute_score  # noqa: E402
+# REWARD_KEYS tells common/reward_guard.py the keys before the first call (keep it if you copy this file).
+from common.reward_functions import REWARD_KEYS, compute_score  # noqa: E402
 
-__all__ = ["compute_score"]
+__all__ = ["REWARD_KEYS", "compute_score"]
