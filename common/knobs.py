@@ -153,6 +153,12 @@ RL_KNOBS: tuple[Knob, ...] = (
     Knob("REWARD_FUNC_PATH", "path", ("reward.custom_reward_function.path",), "file with compute_score"),
     Knob("REWARD_FUNC_NAME", "str", ("reward.custom_reward_function.name",)),
     Knob("REWARD_WORKERS", "int", ("reward.num_workers",), lo=1),
+    # The reward guard (common/reward_guard.py, set up by plan.py): verl calls it, it calls REWARD_FUNC_PATH.
+    Knob("REWARD_GUARD", "special", (), "true: every reward call under REWARD_TIMEOUT_S, errors scored 0 and counted"),
+    Knob("REWARD_TIMEOUT_S", "special", ("reward.custom_reward_function.reward_kwargs.guard_timeout_s",),
+         "seconds one reward call may take under the guard (default 30; the API judge 1800)", lo=0, lo_open=True),
+    Knob("STRICT_BOXED", "special", ("reward.custom_reward_function.reward_kwargs.strict_boxed",),
+         "true: the default math reward scores only \\boxed{} answers (format pressure)"),
     Knob("REWARD_MANAGER", "str", ("reward.reward_manager.name",)),
     Knob("REWARD_MODEL_PATH", "str", ("reward.reward_model.model_path",)),
     # --- LoRA (USE_LORA is special: LORA_RANK only applies when it is true)
@@ -322,7 +328,7 @@ def parse_value(knob: Knob, raw: str):
     try:
         if knob.kind == "int":
             value = int(raw)
-        elif knob.kind in ("float", "special"):
+        elif knob.kind == "float" or (knob.kind == "special" and (knob.lo is not None or knob.hi is not None)):
             value = float(raw)
         else:
             value = None

@@ -221,6 +221,38 @@ def _wandb_run_id(run_dir: Path, env: dict[str, str], extra_args: list[str]) -> 
     return run_folder.new_wandb_id()
 
 
+# The guard's per-call limit when REWARD_TIMEOUT_S is unset: common/reward_guard.py's default, and
+# for the API judge (USE_API_REWARD) 1,800 s, since waiting in its concurrency queue counts too.
+_REWARD_TIMEOUT_S = {"function": "30", "api_judge": "1800"}
+_GUARD_KWARGS = "+reward.custom_reward_function.reward_kwargs"
+
+
+def _reward_overrides(env: dict[str, str], guard: bool, target: dict[str, str], add) -> list[str]:
+    """REWARD_GUARD=true: verl loads common/reward_guard.py, which calls REWARD_FUNC_PATH under
+    REWARD_TIMEOUT_S (an error or a time-out scores 0, is logged once and counted in
+    <run>/reward_errors.jsonl). STRICT_BOXED=true passes strict_boxed to the reward. Returns notes."""
+    notes = []
+    timeout_knob = Knob("REWARD_TIMEOUT_S", "special", (), lo=0, lo_open=True)
+    if target.get("REWARD_FUNC_PATH"):
+        kind = "api_judge" if parse_bool("USE_API_REWARD", env.get("USE_API_REWARD") or "false") else "function"
+        timeout = parse_value(timeout_knob, env.get("REWARD_TIMEOUT_S") or _REWARD_TIMEOUT_S[kind])
+        name = target.get("REWARD_FUNC_NAME") or "compute_score"
+        add("reward.custom_reward_function.path", str(REPO_ROOT / "common" / "reward_guard.py"))
+        add("reward.custom_reward_function.name", "compute_score")
+        add(f"{_GUARD_KWARGS}.guard_target_path", target["REWARD_FUNC_PATH"])
+        add(f"{_GUARD_KWARGS}.guard_target_name", name)
+        add(f"{_GUARD_KWARGS}.guard_timeout_s", timeout)
+        notes.append(f"reward guard: {Path(target['REWARD_FUNC_PATH']).name}:{name} runs under a {timeout:g} s limit per "
+                     "call; an error scores 0 and is counted in reward_errors.jsonl (REWARD_GUARD=false turns it off)")
+    elif (env.get("REWARD_TIMEOUT_S") or "").strip():
+        parse_value(timeout_knob, env["REWARD_TIMEOUT_S"])
+        if not guard:
+            notes.append("REWARD_TIMEOUT_S is set but REWARD_GUARD=false: no time limit applies")
+    if parse_bool("STRICT_BOXED", env.get("STRICT_BOXED") or "false"):
+        add(f"{_GUARD_KWARGS}.strict_boxed", True)
+    return notes
+
+
 def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str], detect=detect_gpus) -> Plan:
     """Turn the config block (in env) into the overrides and paths of one launch."""
     method_dir = Path(method_dir).resolve()
@@ -251,6 +283,8 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
         preset_keys[setting.path] = (knob_name, preset.name, setting.value)
     notes += [presets.describe(knob_name, preset) for knob_name, preset in selected]
 
+    guard = trainer == "rl" and parse_bool("REWARD_GUARD", env.get("REWARD_GUARD") or "true")
+    reward_target: dict[str, str] = {}
     for knob in knobs:
         raw = env.get(knob.name)
         if raw is None or raw.strip() == "" or knob.kind == "special":
@@ -258,12 +292,18 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
         value = parse_value(knob, raw)
         if knob.kind == "path":
             value = _resolve_path(value, method_dir)
+        if guard and knob.name in ("REWARD_FUNC_PATH", "REWARD_FUNC_NAME"):
+            reward_target[knob.name] = value  # handed to the guard below
+            continue
         for path in knob.paths:
             # A JSON object replaces verl's empty dict ({}), which Hydra refuses to override without "++".
             add(f"++{path}" if knob.kind == "json" else path, value, raw=knob.kind == "raw")
             if path in preset_keys and preset_keys[path][2] != value:
                 by, name, was = preset_keys[path]
                 notes.append(f"{knob.name}={raw.strip()} overrides {by}={name}'s {path}={was}")
+
+    if trainer == "rl":
+        notes += _reward_overrides(env, guard, reward_target, add)
 
     # TOP_ENTROPY_QUANTILE below 1: verl's workers import common/top_entropy.py (external_lib), which
     # registers the masked policy loss; 1.0 leaves verl's own loss untouched.
@@ -341,6 +381,9 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
         run_env["TENSORBOARD_DIR"] = str(run_dir / "tensorboard")
     add("trainer.logger", loggers)
 
+    # The reward guard appends one JSON line per failed reward call here (the dashboard counts them).
+    if trainer == "rl":
+        run_env["POSTTRAIN_REWARD_ERRORS"] = str(run_dir / "reward_errors.jsonl")
     # Both trainers import the project's reward code and verl from this tree.
     run_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
 

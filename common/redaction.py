@@ -13,7 +13,7 @@ Offers:
   and plain booleans are left alone: hiding every "1" would garble the log, not protect it).
 - redact(text, env=None): the text with secret values, URL userinfo (`https://user:pass@host`),
   YAML values of keys named like secrets (`api_key: ...`) and well-known token shapes (sk-...,
-  hf_..., ghp_..., AKIA...) replaced by ***.
+  hf_..., ghp_..., AKIA..., Bearer ...) replaced by ***.
 - SecretFilter(env): the same for a byte stream (verl's console output on its way to the
   console and train.log), line by line, so a secret cut by a chunk boundary is still caught.
 """
@@ -38,6 +38,8 @@ _YAML_STARRED = re.compile(r"^(\s*(?:-\s+)?[\w.-]+\s*:\s+)(\*\*\*[^'\"\n]*?)\s*$
 # Token shapes that are secrets wherever they appear (OpenAI/Anthropic-style keys, Hugging Face,
 # GitHub, AWS access key ids, wandb keys are 40 hex characters only after `WANDB_API_KEY=`).
 _TOKEN_SHAPES = re.compile(r"\b(?:sk-[A-Za-z0-9_-]{16,}|hf_[A-Za-z0-9]{30,}|gh[pousr]_[A-Za-z0-9]{30,}|AKIA[0-9A-Z]{16})\b")
+# An HTTP Authorization header's credentials, wherever a log or an error message repeats it.
+_BEARER = re.compile(r"(?i)\b(Bearer\s+)[A-Za-z0-9._~+/=-]{4,}")
 
 
 def _words(name: str) -> list[str]:
@@ -89,6 +91,7 @@ def redact(text: str, env: dict[str, str] | None = None) -> str:
         text = text.replace(value, "***")
     text = _USERINFO.sub(r"\1***@", text)
     text = _TOKEN_SHAPES.sub("***", text)
+    text = _BEARER.sub(r"\1***", text)
     # A YAML value that now starts with * would read as an alias: quote it so config.yaml still parses.
     return _YAML_STARRED.sub(lambda m: f"{m.group(1)}'{m.group(2)}'", text)
 

@@ -73,7 +73,6 @@ import math
 import numbers
 import os
 import pickle
-import re
 import resource
 import select
 import signal
@@ -121,26 +120,18 @@ _ERROR_CHARS = 300
 # Redaction and the error record
 # ---------------------------------------------------------------------------------------------
 
-_SECRET_NAME_RE = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
-_USERINFO_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]{0,20}://)[^/\s@]{1,200}@")
-_BEARER_RE = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]{4,}", re.IGNORECASE)
-
-
 def redact(text: str) -> str:
-    """``text`` with secret values replaced by ``***``.
+    """``text`` with secret values replaced by ``***`` (common/redaction.py's rules, on this
+    process's environment).
 
     >>> os.environ["DEMO_API_KEY"] = "sk-123456789"
     >>> redact("failed: key sk-123456789 at https://bob:pw@host/v1")
     'failed: key *** at https://***@host/v1'
     >>> del os.environ["DEMO_API_KEY"]
     """
-    text = str(text)
-    for name, value in os.environ.items():
-        # Short values ("1", "true") are no secrets and would blank half the text.
-        if len(value) >= 6 and _SECRET_NAME_RE.search(name) and value in text:
-            text = text.replace(value, "***")
-    text = _USERINFO_RE.sub(r"\1***@", text)
-    return _BEARER_RE.sub(r"\1***", text)
+    from common.redaction import redact as redact_secrets
+
+    return redact_secrets(str(text), dict(os.environ))
 
 
 class _ErrorLog:

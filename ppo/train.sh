@@ -75,6 +75,12 @@ NNODES=${NNODES:-1}
 REWARD_FUNC_PATH=${REWARD_FUNC_PATH:-../common/reward_functions.py}
 # Function in that file that verl calls for every response.
 REWARD_FUNC_NAME=${REWARD_FUNC_NAME:-compute_score}
+# Run every reward call under a time limit; an error, time-out or NaN scores 0 and is counted (common/reward_guard.py).
+REWARD_GUARD=${REWARD_GUARD:-true}
+# Seconds one reward call may take under the guard; empty = 30 (the API judge: 1800, its queue counts).
+REWARD_TIMEOUT_S=${REWARD_TIMEOUT_S:-}
+# true: the default math reward scores only a \boxed{} answer (format pressure); false also reads "Answer: 5", "#### 5".
+STRICT_BOXED=${STRICT_BOXED:-false}
 # true: reward_model_config.yaml, REWARD_MODEL_PATH must name a *ForSequenceClassification model.
 USE_REWARD_MODEL=${USE_REWARD_MODEL:-false}
 # Reward model id or folder (used when USE_REWARD_MODEL=true).

@@ -6,7 +6,10 @@ that define it at the paths verl 0.9.1 reads (it silently ignores legacy ones).
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import re
+from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -94,8 +97,11 @@ def test_method_defining_keys(resolved, method, path, expected):
 @pytest.mark.parametrize("method", RL_METHODS)
 def test_rl_reward_at_the_path_verl_reads(resolved, method):
     cfg, _ = resolved[method]
-    path = cfg.reward.custom_reward_function.path
-    assert path and (REPO_ROOT / method / "reward_func.py").samefile(path) if method == "grpo" else path
+    # verl loads the reward guard, which calls the block's function (REWARD_FUNC_PATH) under a time limit.
+    assert cfg.reward.custom_reward_function.path == str(REPO_ROOT / "common" / "reward_guard.py")
+    target = cfg.reward.custom_reward_function.reward_kwargs.guard_target_path
+    assert (REPO_ROOT / method / "reward_func.py").samefile(target) if method == "grpo" else Path(target).is_file()
+    assert cfg.reward.custom_reward_function.reward_kwargs.guard_timeout_s == 30
     # The legacy top-level keys that main_ppo 0.9.1 ignores stay empty.
     assert cfg.custom_reward_function.path is None
     assert cfg.reward_model.reward_manager is None
@@ -109,10 +115,16 @@ def test_reward_loads_through_verls_loader_and_scores(resolved, method):
 
     cfg, _ = resolved[method]
     fn = get_custom_reward_fn(cfg)
-    right = fn("openai/gsm8k", "3 + 4 = 7 apples.\n#### 7", "7", extra_info={"index": 0})
-    wrong = fn("openai/gsm8k", "#### 8", "7", extra_info={"index": 1})
+
+    def call(*args, **kwargs):
+        # The guard is async (verl's reward loop awaits coroutine functions, as here).
+        out = fn(*args, **kwargs)
+        return asyncio.run(out) if inspect.isawaitable(out) else out
+
+    right = call("openai/gsm8k", "3 + 4 = 7 apples.\n#### 7", "7", extra_info={"index": 0})
+    wrong = call("openai/gsm8k", "#### 8", "7", extra_info={"index": 1})
     assert right["score"] == 1.0 and wrong["score"] == 0.0
-    assert list(right) == list(wrong)
+    assert list(right) == list(wrong) and right["reward_error"] == 0.0
 
 
 @pytest.mark.parametrize(
@@ -143,8 +155,14 @@ def test_reward_loads_through_verls_loader_and_scores(resolved, method):
         ("ppo", {"USE_REWARD_MODEL": "true", "REWARD_MODEL_PATH": "org/rm"}, "reward.custom_reward_function.path", None),
         ("ppo", {"USE_REWARD_MODEL": "true", "REWARD_MODEL_PATH": "org/rm"}, "reward.reward_model.model_path", "org/rm"),
         ("ppo", {"USE_REWARD_MODEL": "true", "REWARD_MODEL_PATH": "org/rm"}, "algorithm.adv_estimator", "gae"),
-        # why: the API judge variant points verl at api_reward.py
-        ("ppo", {"USE_API_REWARD": "true"}, "reward.custom_reward_function.path", str(REPO_ROOT / "ppo" / "api_reward.py")),
+        # why: the API judge variant points the guard at api_reward.py, with room for the judge's queue
+        ("ppo", {"USE_API_REWARD": "true"}, "reward.custom_reward_function.reward_kwargs.guard_target_path",
+         str(REPO_ROOT / "ppo" / "api_reward.py")),
+        ("ppo", {"USE_API_REWARD": "true"}, "reward.custom_reward_function.reward_kwargs.guard_timeout_s", 1800.0),
+        # why: without the guard verl calls the function itself; STRICT_BOXED reaches the reward's kwargs
+        ("grpo", {"REWARD_GUARD": "false"}, "reward.custom_reward_function.path", str(REPO_ROOT / "grpo" / "reward_func.py")),
+        ("grpo", {"REWARD_TIMEOUT_S": "7"}, "reward.custom_reward_function.reward_kwargs.guard_timeout_s", 7.0),
+        ("gspo", {"STRICT_BOXED": "true"}, "reward.custom_reward_function.reward_kwargs.strict_boxed", True),
     ],
 )
 def test_knobs_reach_verl(tmp_path, method, env, path, expected):

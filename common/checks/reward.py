@@ -6,8 +6,9 @@ Offers:
 - made_up_responses(prompt_text, ground_truth): a right and a wrong response in the prompt's format.
 - data_source_checks(plan, cfg, ctx): every data_source of the files has a scorer (verl's default
   dispatch, or the reward model).
+- reward_target(cfg): the user's reward function (path, name, kwargs, time limit), behind the guard or not.
 - reward_checks(plan, cfg, ctx): import the custom reward function (guarded), check its signature,
-  run it on sample rows, time it.
+  run it on sample rows, then fuzz it (common/reward_guard.py) and print its cost per step.
 - reward_manager_checks(plan, cfg, ctx): DAPO's overlong buffer (verl asserts it in its reward workers).
 """
 
@@ -109,11 +110,9 @@ def reward_checks(plan, cfg, ctx) -> list[Result]:
     """Import the custom reward function (guarded), check its signature and run it on sample rows."""
     if plan.trainer == "sft":
         return []
-    rcfg = cfg.reward.get("custom_reward_function") or {}
-    path = rcfg.get("path")
+    path, name, kwargs, guard_timeout = reward_target(cfg)
     if not path:
         return []
-    name = rcfg.get("name") or "compute_score"
     if not Path(path).is_file():
         return [Result.fail("reward", f"REWARD_FUNC_PATH: {path} does not exist", "REWARD_FUNC_PATH")]
     from verl.utils.import_utils import load_extern_object
@@ -140,7 +139,6 @@ def reward_checks(plan, cfg, ctx) -> list[Result]:
     if params and (missing or ("extra_info" not in params and not has_var_kw)):
         return [Result.fail("reward", f"{path}:{name}{inspect.signature(raw)} does not take verl's arguments "
                       "(data_source, solution_str, ground_truth, extra_info=None, **kwargs)", "REWARD_FUNC_NAME")]
-    kwargs = dict(rcfg.get("reward_kwargs") or {})
     is_async = inspect.iscoroutinefunction(raw)
     judge = kwargs.get("base_url")
     if judge and not reachable_url(str(judge)):
@@ -204,11 +202,55 @@ def reward_checks(plan, cfg, ctx) -> list[Result]:
     per_call_ms = 1000 * sum(times) / len(times)
     detail = (f"{name} imports in {import_s:.2f} s, {per_call_ms:.2f} ms per call over {len(times)} calls "
               f"({len(seen)} data_source(s)); returns {'dict ' + str(keys) if keys else 'float'}")
+    fuzz = _fuzz(cfg, path, name, kwargs, guard_timeout, chosen, judge)
+    if isinstance(fuzz, Result):
+        return [fuzz]
+    detail += fuzz
     if sum(right_scores) <= sum(wrong_scores):
         return [Result.warn("reward", detail + f"; the ground truth scored no higher than a wrong answer "
                       f"(mean {sum(right_scores) / len(right_scores):.2f} vs {sum(wrong_scores) / len(wrong_scores):.2f}): "
                       "check the answer format the function expects", "REWARD_FUNC_PATH")]
     return [Result.ok("reward", detail)]
+
+
+def reward_target(cfg) -> tuple[str | None, str, dict, float | None]:
+    """(path, name, kwargs, guard time limit) of the reward function verl calls for the user: with
+    the reward guard (REWARD_GUARD=true) verl loads common/reward_guard.py and the user's function
+    travels in its guard_* kwargs; without it, the custom function itself (time limit None)."""
+    rcfg = cfg.reward.get("custom_reward_function") or {}
+    kwargs = dict(rcfg.get("reward_kwargs") or {})
+    if "guard_target_path" in kwargs:
+        path = kwargs.pop("guard_target_path")
+        name = kwargs.pop("guard_target_name", None) or "compute_score"
+        timeout = float(kwargs.pop("guard_timeout_s", 0) or 0) or None
+        return str(path), str(name), kwargs, timeout
+    return rcfg.get("path"), rcfg.get("name") or "compute_score", kwargs, None
+
+
+def _fuzz(cfg, path: str, name: str, kwargs: dict, timeout: float | None, rows: list[dict], judge) -> str | Result:
+    """The fuzz (common/reward_guard.py): right and wrong answers for the sample rows, then an empty
+    response, a 512 KB one, one cut inside LaTeX, repeated tags, non-ASCII, each under the time
+    limit in a worker process. A raise, a time-out, NaN/inf, a non-number or changing keys fail the
+    check. Returns the detail to add (the cost per step), or the failure."""
+    if judge:
+        return "; the fuzz is not sent to a live judge (hostile inputs would be paid calls)"
+    from common.reward_guard import fuzz_reward
+
+    limit = timeout or REWARD_CALL_TIMEOUT_S
+    sample = [{"data_source": r["data_source"], "ground_truth": (r.get("reward_model") or {}).get("ground_truth"),
+               "extra_info": r.get("extra_info")} for r in rows]
+    report = fuzz_reward(None, sample, kwargs, limit, source=(path, name))
+    if report.findings:
+        found = "; ".join(f"{f.input_kind}: {f.kind}: {f.detail[:200]}" for f in report.findings[:4])
+        more = f" (+{len(report.findings) - 4} more)" if len(report.findings) > 4 else ""
+        return Result.fail("reward", f"{name} failed the fuzz ({report.calls} calls, {limit:g} s limit each): {found}{more}. "
+                           "Under the reward guard each such call would score 0 in training; make the function return "
+                           "a finite score with the same keys for any string", "REWARD_FUNC_PATH")
+    per_step = int(cfg.data.train_batch_size) * int(cfg.actor_rollout_ref.rollout.n)
+    workers = int(cfg.reward.get("num_workers") or 1)
+    guarded = f"guarded, {timeout:g} s limit" if timeout else "not guarded (REWARD_GUARD=false)"
+    return (f"; fuzz: {report.calls} calls incl. hostile inputs, slowest {report.max_ms:.0f} ms ({guarded}); "
+            f"cost: {report.cost_line(per_step, workers=workers)}")
 
 
 def reward_manager_checks(plan, cfg, ctx) -> list[Result]:

@@ -50,7 +50,9 @@ def test_grpo_keys_at_the_paths_verl_reads(grpo_default):
     assert cfg.actor_rollout_ref.actor.use_kl_loss is True
     assert cfg.actor_rollout_ref.rollout.tensor_model_parallel_size == 1  # verl's 2 gives no engine on 1 GPU
     # 0.9.x reads the reward function here; the legacy top-level key stays empty.
-    assert cfg.reward.custom_reward_function.path == str(REPO_ROOT / "grpo" / "reward_func.py")
+    # ... through the reward guard, which calls the block's function under a time limit.
+    assert cfg.reward.custom_reward_function.path == str(REPO_ROOT / "common" / "reward_guard.py")
+    assert cfg.reward.custom_reward_function.reward_kwargs.guard_target_path == str(REPO_ROOT / "grpo" / "reward_func.py")
     assert cfg.custom_reward_function.path is None
     # Outputs: checkpoints saved by default, every dump inside the run folder, console + file logs.
     run_dir = out / "grpo-Qwen2.5-0.5B-Instruct"
