@@ -7,6 +7,9 @@
 Offers:
     build_app(log_dir, config) -> gr.Blocks   assembles the tabs of monitor/panels/ around one
                                               MetricsCollector (no module-level state).
+    NoUploads                                 ASGI middleware refusing gradio's upload route: the
+                                              dashboard takes no files, so nothing may be stored.
+    LAUNCH_OPTIONS                            what main() passes to launch() besides host/port/auth.
     main(argv) -> exit code
 """
 
@@ -23,6 +26,8 @@ if str(_REPO) not in sys.path:
     sys.path.insert(0, str(_REPO))
 
 import gradio as gr  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
+from starlette.responses import PlainTextResponse  # noqa: E402
 
 from monitor.metrics_collector import MetricsCollector  # noqa: E402
 from monitor.panels import alerts, curves, gpu, runs, samples  # noqa: E402
@@ -36,21 +41,53 @@ def build_app(log_dir: str | os.PathLike, config: dict) -> gr.Blocks:
     """Input: the folder holding run folders, and a config from settings.load_config.
     Output: the Blocks app (not launched). API endpoints: /runs, /curves, /samples,
     /sample_steps, /gpu, /alerts."""
-    collector = MetricsCollector(log_dir, stale_after_s=float(config["stale_after_seconds"]))
+    collector = MetricsCollector(log_dir, stale_after_s=float(config["stale_after_seconds"]),
+                                 memory_budget_mb=float(config["memory_budget_mb"]))
     with gr.Blocks(title="Training monitor") as demo:
         gr.Markdown("## Training monitor")
         timer = gr.Timer(float(config["refresh_seconds"]))
+        # The tab in front, per browser session: timers skip the work of hidden tabs.
+        active = gr.State("runs")
+        built = {}
         with gr.Tabs() as tabs:
-            for panel in (runs, curves, samples, alerts, gpu):
-                panel.build(demo, collector, config, timer)
+            for name, panel in (("runs", runs), ("curves", curves), ("samples", samples), ("alerts", alerts), ("gpu", gpu)):
+                built[name] = panel.build(demo, collector, config, timer, active)
 
         def open_tab(request: gr.Request):
             # Deep link: http://host:port/?tab=curves opens that tab (ids: runs, curves, samples, alerts, gpu).
             wanted = request.query_params.get("tab") if request else None
-            return gr.Tabs(selected=wanted) if wanted in TAB_IDS else gr.skip()
+            if wanted in TAB_IDS:
+                return gr.Tabs(selected=wanted), wanted
+            return gr.skip(), "runs"
 
-        demo.load(open_tab, outputs=[tabs], api_name=False)
+        fn, inputs, outputs = built["alerts"]["on_open"]
+        demo.load(open_tab, outputs=[tabs, active], api_name=False).then(fn, inputs=inputs, outputs=outputs,
+                                                                        api_name=False)
+    demo.collector = collector  # for tests and benchmarks (e.g. wait for background loads)
     return demo
+
+
+class NoUploads:
+    """Refuse gradio's /upload route (403): no component here takes files, and an open upload
+    route lets anyone who reaches the port store files on this machine (with or without --auth)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope.get("type") == "http" and scope.get("path", "").rstrip("/").endswith("/upload"):
+            response = PlainTextResponse("uploads are disabled: the training monitor reads run folders and takes no files",
+                                         status_code=403)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+# Table headers wrap between words, never inside one ("corrupt lines", not "corrup/t lines").
+CSS = "#runs-table th, #alerts-table th, #reward-errors-table th {word-break: keep-all; overflow-wrap: normal;}"
+# max_file_size=0 refuses any upload body too, should a route other than /upload take files.
+LAUNCH_OPTIONS = {"show_error": True, "quiet": True, "max_file_size": 0, "css": CSS,
+                  "app_kwargs": {"middleware": [Middleware(NoUploads)]}, "footer_links": ["api"]}
 
 
 def _parse_auth(text: str | None) -> tuple[str, str] | None:
@@ -96,9 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     demo = build_app(log_dir, config)
     print(f"monitor: {log_dir.resolve()} on http://{args.host}:{args.port}"
           + (f" (login required, user {auth[0]!r})" if auth else ""), flush=True)
-    demo.queue(default_concurrency_limit=4).launch(
-        server_name=args.host, server_port=args.port, auth=auth, show_error=True, quiet=True
-    )
+    demo.queue(default_concurrency_limit=4).launch(server_name=args.host, server_port=args.port, auth=auth,
+                                                   **LAUNCH_OPTIONS)
     return 0
 
 
