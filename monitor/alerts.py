@@ -525,7 +525,7 @@ def _dynamic_sampling(df, steps, th, patience, run_config):
                 "dynamic_sampling_heavy", "warning", int(steps[a]),
                 f"DAPO filtered out more than {_fmt(th['dapo_filtered_share_max'] * 100)}% of the prompt groups it "
                 f"generated for {b - a + 1} steps (steps {int(steps[a])}-{int(steps[b])}; peak "
-                f"{_fmt(float(np.nanmax(share[a:b + 1])) * 100)}%: {_fmt(float(np.nanmax(evicted[a:b + 1])))} groups "
+                f"{_fmt(float(np.nanmax(share[a:b + 1])) * 100)}%: {int(np.nanmax(evicted[a:b + 1]))} groups "
                 f"filtered for {batch} kept).",
                 advice, metric=DAPO_EVICTED_KEY, last_step=int(steps[b])))
         return out
@@ -610,7 +610,8 @@ def reward_error_alerts(error_times: np.ndarray, timeout_times: np.ndarray, step
             peak = a + int(np.argmax(share[a:b + 1]))
             out.append(Alert(
                 "reward_errors", "critical" if share[peak] > 0.1 else "warning", int(steps[a]),
-                f"{int(counts[a:b + 1].sum())} reward call(s) failed in steps {int(steps[a])}-{int(steps[b])}: up to "
+                f"{int(counts[a:b + 1].sum())} reward call(s) failed in "
+                f"{f'steps {int(steps[a])}-{int(steps[b])}' if b > a else f'step {int(steps[a])}'}: up to "
                 f"{_fmt(share[peak] * 100)}% of the {batch_samples} samples of step {int(steps[peak])} "
                 f"(limit {_fmt(th['reward_error_share_max'] * 100)}%).",
                 advice, metric="reward_errors.jsonl", last_step=int(steps[b])))

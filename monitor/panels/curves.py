@@ -194,7 +194,8 @@ def make_curves_figure(
                                                         "x": 0.5, "y": 0.5, "xref": "paper", "yref": "paper"}]}}
     cols = 2
     rows = math.ceil(len(groups) / cols)
-    row_px, legend_px, bottom_px = 290, 70, 40
+    # Room at the top for the legend (one line per ~8 runs) above the first row's panel titles.
+    row_px, legend_px, bottom_px = 290, 80 + 22 * ((len(frames) - 1) // 8), 40
     height = legend_px + row_px * rows + bottom_px
     plot_h = height - legend_px - bottom_px
     gap_y = 70 / plot_h  # room for a panel's title and the x tick labels of the panel above
@@ -203,7 +204,7 @@ def make_curves_figure(
         "height": height, "template": _TEMPLATE, "hovermode": "closest",
         "margin": {"l": 60, "r": 20, "t": legend_px, "b": bottom_px},
         # One entry per run, above the panels (not under 20 of them).
-        "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1 + 8 / plot_h, "yanchor": "bottom",
+        "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1 + 40 / plot_h, "yanchor": "bottom",
                    "font": {"size": 13}},
         "showlegend": True,
         "annotations": [],

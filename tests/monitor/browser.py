@@ -51,6 +51,10 @@ class Browser:
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              "--disable-extensions", "--hide-scrollbars", f"--user-data-dir={self._profile}",
+             # A page opened over the protocol counts as a background tab: without these its
+             # animation frames (which draw the virtual tables) are throttled to nothing.
+             "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+             "--disable-backgrounding-occluded-windows",
              f"--window-size={width},{height}", "--remote-debugging-pipe", "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             preexec_fn=wire, close_fds=False)
@@ -88,6 +92,8 @@ class Browser:
         self.session = self._send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         self._send("Emulation.setDeviceMetricsOverride", {"width": self.width, "height": self.height,
                                                           "deviceScaleFactor": 1, "mobile": False}, self.session)
+        self._send("Emulation.setFocusEmulationEnabled", {"enabled": True}, self.session)
+        self._send("Page.bringToFront", {}, self.session)
         self._send("Page.navigate", {"url": url}, self.session)
 
     def eval(self, expression: str):
