@@ -69,7 +69,6 @@ from monitor.metrics_store import (
     MetricsStore,
     parse_console_block,
     parse_jsonl_block,
-    rows_to_block,
 )
 from monitor.redact import redact
 from monitor.reward_errors import REWARD_ERRORS_FILE, RewardErrorLog
@@ -552,17 +551,17 @@ class RunState:
         total = sum(size for _, size, _ in key) or 1
         for launch, (path, size, _) in enumerate(key):
             k = max(2, int(points * size / total))
-            steps, rows = [], []
-            for line in _sample_lines(Path(path), size, k):
-                try:
-                    parsed = parse_jsonl_line(line) if kind == "jsonl" else parse_console_line(line)
-                except ValueError:
-                    continue
-                if parsed is not None:
-                    steps.append(parsed[0])
-                    rows.append(parsed[1])
-            if steps:
-                store.upsert(rows_to_block(steps, rows), launch)
+            lines = _sample_lines(Path(path), size, k)
+            if not lines:
+                continue
+            data = b"\n".join(lines) + b"\n"
+            if kind == "jsonl":
+                # One pyarrow read of the ~2,000 sampled lines (line by line only if one of them is odd).
+                block, _, _ = parse_jsonl_block(data, 1, path)
+            else:
+                block, _, _ = parse_console_block(data, 1, path, ConsoleState())
+                block.launch = None
+            store.upsert(block, launch)
         self._preview = (key, store)
         return store
 

@@ -144,10 +144,12 @@ def colour_map(order: list[str]) -> dict[str, str]:
     return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(order)}
 
 
-def _clean(a: np.ndarray) -> list:
-    """Finite floats, None elsewhere (JSON null: plotly breaks the line there)."""
-    a = np.asarray(a, dtype=float)
-    return [float(v) if math.isfinite(v) else None for v in a.tolist()]
+def _clean(a: np.ndarray) -> np.ndarray:
+    """A float array with NaN wherever the value is not finite: to_plot writes NaN as JSON null, where
+    plotly breaks the line (orjson writes every non-finite float as null, never NaN/Infinity tokens)."""
+    a = np.array(a, dtype=float)
+    a[~np.isfinite(a)] = np.nan
+    return a
 
 
 def _with_breaks(x: np.ndarray, ys: list[np.ndarray], launch: np.ndarray | None) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -244,6 +246,7 @@ def make_curves_figure(
             x_all, breaks = steps.astype(float), None
         legend_shown = False
         label = run + (" (preview, loading)" if run in previews else "")
+        dense_idx = _thin(len(df), max_points)
         for (title, keys), (xref, yref) in zip(groups, panel_axes):
             for k_i, key in enumerate(keys):
                 if key not in df:
@@ -265,7 +268,7 @@ def make_curves_figure(
                                    "hovertemplate": f"{run} · {key}<br>%{{x}}: %{{y:.4g}}<extra></extra>"})
                     legend_shown = True
                     continue
-                idx = _thin(len(raw), max_points)
+                idx = dense_idx
                 smooth = ema(raw, smoothing, steps if run in previews else None) if smoothing > 0 else raw
                 ys = [raw[idx], smooth[idx]]
                 band = _band_key(key, df.columns)
