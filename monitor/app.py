@@ -16,8 +16,12 @@ Offers:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import threading
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 # Run as a script from monitor/ or from the top level: make `import monitor` resolve to this repo.
@@ -134,8 +138,35 @@ def main(argv: list[str] | None = None) -> int:
     print(f"monitor: {log_dir.resolve()} on http://{args.host}:{args.port}"
           + (f" (login required, user {auth[0]!r})" if auth else ""), flush=True)
     demo.queue(default_concurrency_limit=4).launch(server_name=args.host, server_port=args.port, auth=auth,
-                                                   **LAUNCH_OPTIONS)
+                                                   prevent_thread_lock=True, **LAUNCH_OPTIONS)
+    threading.Thread(target=warm_up, args=(demo, f"http://127.0.0.1:{args.port}/", auth), name="monitor-warm-up",
+                     daemon=True).start()
+    demo.block_thread()
     return 0
+
+
+def warm_up(demo: gr.Blocks, url: str, auth: tuple[str, str] | None) -> None:
+    """Make the first page fast: one /runs and one empty /curves request through the server (gradio
+    builds an endpoint's request and response models on its first call: ~0.6 s each) read every run's
+    tail, and the preview of the runs the Curves tab opens with is read (no full parse starts here)."""
+    try:
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            login = urllib.request.Request(url + "login", data=urllib.parse.urlencode(
+                {"username": auth[0], "password": auth[1]}).encode(), method="POST")
+            cookie = urllib.request.urlopen(login, timeout=30).headers.get("set-cookie", "")
+            headers["Cookie"] = cookie.split(";")[0]
+        # /curves with no run: its models are built, nothing is parsed.
+        for api, data in (("runs", []), ("curves", [[], 0.8, "step", []])):
+            call = urllib.request.Request(f"{url}gradio_api/call/{api}", data=json.dumps({"data": data}).encode(),
+                                          headers=headers, method="POST")
+            event = json.loads(urllib.request.urlopen(call, timeout=60).read())["event_id"]
+            urllib.request.urlopen(urllib.request.Request(f"{url}gradio_api/call/{api}/{event}", headers=headers),
+                                   timeout=120).read()
+        collector = demo.collector
+        collector.columns(curves.default_runs(collector))
+    except Exception:  # noqa: BLE001 - a warm-up that fails only leaves the first page slower
+        pass
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
 
 from monitor.log_parser import (
     TRACEBACK_MARKERS,
@@ -1121,6 +1122,8 @@ class MetricsCollector:
                 if run is not None and run.store is None:
                     run.load()
                     self._evict(keep=name)
+                # pyarrow's allocator keeps freed blocks for reuse: hand them back (~30 MB a run).
+                pa.default_memory_pool().release_unused()
             except Exception:  # noqa: BLE001 - load() records its own errors
                 pass
             finally:

@@ -5,7 +5,8 @@ distinct errors, and the steps where they passed the share threshold.
 Offers:
     ALERT_COLUMNS, ERROR_COLUMNS
     step_intervals(df) -> (starts, ends)      each logged step's wall-time interval
-    run_alerts(collector, name, thresholds) -> list[Alert] | None   (None: still loading)
+    run_alerts(collector, name, thresholds) -> list[Alert] | None   (None: still loading; newest 200)
+    run_alert_count(collector, name) -> int   how many there were
     read_alerts_table(collector, runs, thresholds) -> (alerts DataFrame, summary markdown, errors DataFrame)
     build(demo, collector, config, timer, active) -> dict of components
 
@@ -24,12 +25,15 @@ from monitor.alerts import Alert, alert_keys, check_alerts, reward_error_alerts
 from monitor.metrics_collector import LAUNCH, WALL, MetricsCollector, read_run_config
 from monitor.redact import redact
 
-__all__ = ["ALERT_COLUMNS", "ERROR_COLUMNS", "step_intervals", "run_alerts", "read_alerts_table", "build"]
+__all__ = ["ALERT_COLUMNS", "ERROR_COLUMNS", "step_intervals", "run_alerts", "run_alert_count", "read_alerts_table",
+           "build"]
 
 ALERT_COLUMNS = ["run", "severity", "alert", "step", "last step", "message", "what to try"]
 ERROR_COLUMNS = ["run", "kind", "count", "first seen (UTC)", "last seen (UTC)", "data source", "error", "excerpt"]
-# Rows shown in the alerts table (newest first): a noisy 50,000-step run can have thousands.
+# Rows shown in the alerts table (newest first), and alerts kept per run: a noisy 50,000-step run
+# can have tens of thousands of episodes (~1 KB each); the count says how many there were.
 MAX_ROWS = 500
+MAX_PER_RUN = 200
 
 
 def step_intervals(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -54,7 +58,8 @@ def step_intervals(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run_alerts(collector: MetricsCollector, name: str, thresholds: dict) -> list[Alert] | None:
-    """The alerts of one run (metrics rules + reward errors); None while its table is loading."""
+    """The alerts of one run (metrics rules + reward errors), the newest MAX_PER_RUN (the total is
+    run_alert_count()); None while its table is loading."""
     run = collector.get(name)
     errors = run.reward_errors
     if errors is not None:
@@ -78,8 +83,15 @@ def run_alerts(collector: MetricsCollector, name: str, thresholds: dict) -> list
         starts, ends = step_intervals(df)
         alerts += reward_error_alerts(errors.times, errors.timeout_times, df["step"].to_numpy(), starts, ends,
                                       batch, thresholds)
-    run._alerts_cache = (key, alerts)
-    return alerts
+    alerts.sort(key=lambda a: a.step, reverse=True)
+    run._alerts_cache = (key, alerts[:MAX_PER_RUN], len(alerts))
+    return alerts[:MAX_PER_RUN]
+
+
+def run_alert_count(collector: MetricsCollector, name: str) -> int:
+    """How many alerts run_alerts found for the run (before keeping the newest MAX_PER_RUN)."""
+    cached = getattr(collector.get(name), "_alerts_cache", None)
+    return cached[2] if cached else 0
 
 
 def _utc(t: float | None) -> str:
@@ -95,7 +107,7 @@ def read_alerts_table(collector: MetricsCollector, runs: list[str] | None,
     loading, runs that could not be read); one row per distinct reward error)."""
     collector.refresh_if_stale()
     names = [n for n in (runs or collector.discover()) if isinstance(n, str)]
-    rows, loading, broken, errors = [], [], [], []
+    rows, loading, broken, errors, total = [], [], [], [], 0
     for name in names:
         try:
             found = run_alerts(collector, name, thresholds)
@@ -107,6 +119,7 @@ def read_alerts_table(collector: MetricsCollector, runs: list[str] | None,
         if found is None:
             loading.append(name)
             continue
+        total += run_alert_count(collector, name)
         for a in found:
             rows.append({"run": name, "severity": a.severity, "alert": a.name, "step": a.step,
                          "last step": a.last_step, "message": a.message, "what to try": a.advice})
@@ -131,9 +144,9 @@ def read_alerts_table(collector: MetricsCollector, runs: list[str] | None,
     table = table.sort_values(["step"], ascending=False, kind="stable").reset_index(drop=True)
     counts = table["severity"].value_counts()
     parts = [f"{counts[s]} {s}" for s in ("critical", "warning", "info") if s in counts]
-    summary = f"{len(table)} alert(s) in {table['run'].nunique()} run(s): " + ", ".join(parts) + "."
-    if len(table) > MAX_ROWS:
-        summary += f" Showing the newest {MAX_ROWS}."
+    summary = f"{total} alert(s) in {table['run'].nunique()} run(s): " + ", ".join(parts) + "."
+    if total > min(len(table), MAX_ROWS):
+        summary = summary[:-1] + f" among the newest {min(len(table), MAX_ROWS)} shown."
         table = table.head(MAX_ROWS)
     return table, " ".join([summary, *notes]), error_table
 

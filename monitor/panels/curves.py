@@ -145,11 +145,21 @@ def colour_map(order: list[str]) -> dict[str, str]:
 
 
 def _clean(a: np.ndarray) -> np.ndarray:
-    """A float array with NaN wherever the value is not finite: to_plot writes NaN as JSON null, where
-    plotly breaks the line (orjson writes every non-finite float as null, never NaN/Infinity tokens)."""
-    a = np.array(a, dtype=float)
-    a[~np.isfinite(a)] = np.nan
-    return a
+    """Values for the browser: 5 significant digits as float32 (what a plot and its %{y:.4g} hover
+    show; 40% less JSON than float64's 17 digits: 3 runs x 60 traces x 2,000 points is ~3 MB instead
+    of ~5 MB), NaN where not finite (to_plot writes it as JSON null, where plotly breaks the line).
+    Values past float32's range (3e38) stay float64."""
+    a = np.array(a, dtype=np.float64)
+    finite = np.isfinite(a)
+    a[~finite] = np.nan
+    if not finite.any() or np.nanmax(np.abs(a)) >= 1e37 or (len(a) and np.nanmax(np.abs(a)) >= 2**24 and
+                                                             np.array_equal(a[finite], np.round(a[finite]))):
+        return a  # huge values, or integers float32 cannot hold exactly (steps past 16.7M)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.power(10.0, np.floor(np.log10(np.abs(a))) - 4)
+        scale[~np.isfinite(scale) | (scale == 0)] = 1.0
+        rounded = np.round(a / scale) * scale
+    return rounded.astype(np.float32)
 
 
 def _with_breaks(x: np.ndarray, ys: list[np.ndarray], launch: np.ndarray | None) -> tuple[np.ndarray, list[np.ndarray]]:
