@@ -167,6 +167,7 @@ def warm_up(demo: gr.Blocks, url: str, auth: tuple[str, str] | None) -> None:
         collector.columns(curves.default_runs(collector))
     except Exception:  # noqa: BLE001 - a warm-up that fails only leaves the first page slower
         pass
+    print(f"monitor: ready ({len(demo.collector.runs)} runs)", flush=True)
 
 
 if __name__ == "__main__":
