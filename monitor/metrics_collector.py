@@ -65,6 +65,7 @@ from monitor.log_parser import (
 )
 from monitor.metrics_store import (
     MAX_EXAMPLES,
+    MAX_KEYS,
     Block,
     ConsoleState,
     MetricsStore,
@@ -764,6 +765,10 @@ class RunState:
             problems.append(run_json_problem)
         if self.load_error:
             problems.append(self.load_error)
+        store = self.store
+        if store is not None and store.dropped_count:
+            problems.append(f"{store.dropped_count} metric key(s) past the first {MAX_KEYS} were not read, e.g. "
+                            + ", ".join(sorted(k[:60] for k in store.dropped_keys)))
         total = _positive_int((run_json or {}).get("total_steps"))
         if total is None and self.only_file is None:
             total = read_run_config(self.run_dir).get("total_training_steps")

@@ -41,10 +41,14 @@ from monitor.log_parser import (
 
 __all__ = [
     "Block", "ConsoleState", "MetricsStore", "parse_jsonl_block", "parse_console_block", "rows_to_block", "MAX_EXAMPLES",
+    "MAX_KEYS",
 ]
 
 # How many examples of corrupt lines each file keeps for display (the count is always exact).
 MAX_EXAMPLES = 5
+# Metric keys kept per run: verl logs ~80-300; a writer logging ids as keys would otherwise make one
+# column per id (1M keys x 256 rows of capacity = 2 GB). Keys past this are dropped and counted.
+MAX_KEYS = 4096
 _NUMERIC = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean, pa.types.is_null)
 
 
@@ -203,6 +207,8 @@ class MetricsStore:
         # launch -> [seconds of timing_s/step, rows] of its steps a later launch logged again: a
         # resumed run replaces the end of the crashed launch, and its wall times need that length.
         self.superseded: dict[int, list] = {}
+        self.dropped_keys: set[str] = set()  # past MAX_KEYS (a few kept for the message)
+        self.dropped_count = 0
 
     # ---- reading -------------------------------------------------------------------------
     @property
@@ -244,9 +250,15 @@ class MetricsStore:
             grown[: self.n] = col[: self.n]
             self._cols[key] = grown
 
-    def _col_for_write(self, key: str) -> np.ndarray:
+    def _col_for_write(self, key: str) -> np.ndarray | None:
         col = self._cols.get(key)
         if col is None:
+            if len(self._cols) >= MAX_KEYS:
+                if key not in self.dropped_keys:
+                    self.dropped_count += 1
+                    if len(self.dropped_keys) < 5:
+                        self.dropped_keys.add(key)
+                return None
             col = self._cols[key] = np.full(len(self._steps), np.nan)
         return col
 
@@ -301,7 +313,9 @@ class MetricsStore:
                 vals = values[found][keep]
                 ok = ~np.isnan(vals)
                 if ok.any():
-                    self._col_for_write(key)[write_rows[ok]] = vals[ok]
+                    col = self._col_for_write(key)
+                    if col is not None:
+                        col[write_rows[ok]] = vals[ok]
         new = ~found
         if new.any():
             self._append(steps[new], {k: v[new] for k, v in cols.items()}, launch)
@@ -315,7 +329,9 @@ class MetricsStore:
         self._steps[lo:hi] = steps
         self._launch[lo:hi] = launch
         for key, values in cols.items():
-            self._col_for_write(key)[lo:hi] = values
+            col = self._col_for_write(key)
+            if col is not None:
+                col[lo:hi] = values
         self.n = hi
 
     def _sort(self) -> None:

@@ -15,6 +15,7 @@ import stat
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
+import orjson
 import pytest
 
 import monitor.metrics_collector as mc
@@ -318,6 +319,8 @@ BROKEN_RUNS = [
     ("wrong types", lambda d: _append(d, b'{"step": "4", "data": [1]}\n{"step": 5, "data": {"critic/score/mean": "x"}}\n'
                                          b'[1, 2]\n"text"\n')),
     ("truncated last line", lambda d: _append(d, b'{"step": 4, "data": {"critic/sc')),
+    ("100,000 keys in one line", lambda d: _append(d, orjson.dumps({"step": 4, "data": {f"id/{i}": i for i in range(100_000)}})
+                                                 + b"\n")),
     ("binary garbage metrics", lambda d: _metrics(d).write_bytes(os.urandom(200_000))),
     ("binary run.json", lambda d: (d / "run.json").write_bytes(os.urandom(500))),
     ("run.json of wrong types", lambda d: (d / "run.json").write_text(json.dumps(
@@ -345,6 +348,7 @@ EXPECTED = {
     "binary run.json": "run.json: not valid JSON",
     "run.json launches not a list": "'launches' must be a list",
     "empty files": "run.json: not valid JSON",
+    "100,000 keys in one line": "metric key(s) past the first 4096 were not read",
 }
 
 

@@ -127,3 +127,13 @@ def test_growth_is_amortised_and_frame_is_a_copy():
     assert list(df.columns) == ["step", "_launch", "a"] and len(df) == 2000
     with pytest.raises(ValueError):
         store.column("a")[0] = 5.0  # why: readers get read-only views
+
+
+def test_a_flood_of_keys_is_capped(monkeypatch):
+    # why: a writer logging ids as keys must not make a column per id
+    import monitor.metrics_store as ms
+
+    monkeypatch.setattr(ms, "MAX_KEYS", 10)
+    store = MetricsStore()
+    store.upsert(Block(np.array([1]), {f"k{i}": np.array([1.0]) for i in range(25)}), 0)
+    assert len(store.keys) == 10 and store.dropped_count == 15
