@@ -19,12 +19,29 @@ Offers:
                                  MAX_CKPT_TO_KEEP removes
     KEEP_BEST_MODE [inferred]    max or min (acc/score/reward -> max, loss -> min)
     EXPORT_CHECKPOINT [best with KEEP_BEST_METRIC, else last]  which checkpoint the end-of-run export takes
+    DYNAMIC_SAMPLING_STOP_SHARE [0.95, 0 = off]  DAPO: stop (after the next checkpoint) when dynamic
+                                 sampling filters out at least this share of the prompt groups it
+                                 generates (evicted / (evicted + train_batch_size)) ...
+    DYNAMIC_SAMPLING_STOP_STEPS [5]  ... for this many consecutive steps
+    DYNAMIC_SAMPLING_STALL_FACTOR [10, 0 = off]  DAPO: stop at once when no step arrives for this many
+                                 times the median step time while the last step filtered heavily
+                                 (share >= monitor/config.yaml alerts.dapo_filtered_share_max, 0.5):
+                                 verl 0.9.1 regenerates filtered groups without a bound
 - Context: what hooks get (run_dir, checkpoints_dir, metrics_file, val_file, settings, log(), request_stop()).
 - Watcher(ctx, terminate): a thread that tails ctx.metrics_file (verl's file logger, one JSON line per
   step), notices new checkpoints (latest_checkpointed_iteration.txt), and calls the hooks; `poll()`
   does one pass (tests call it directly), `start()`/`stop()` run it in the background.
 - builtin hooks: alerts (monitor.alerts.check_alerts, printed into the console log), NaN and KL stops.
-- on_end(exit_code, ctx): export (the best or the last checkpoint) + evaluation + the user's on_end.
+- on_end(exit_code, ctx): export (the best or the last checkpoint) + evaluation, PNG plots of the main
+  curves into <run_dir>/plots/ (monitor.plots.write_run_plots; a plotting failure is logged and
+  changes nothing), the user's on_end.
+
+Why the dynamic-sampling stop: verl 0.9.1's V1 replay buffer (trainer/ppo/v1/replay_buffer.py) drops
+every prompt group whose responses all got the same reward and regenerates it until train_batch_size
+groups with a signal are found; algorithm.filter_groups.max_num_gen_batches is ignored (only a warning,
+trainer/ppo/v1/trainer_base.py). On data the policy always (or never) solves, one step regenerates
+without end, and nothing is logged while it does: the stall bound catches that, the share bound
+catches the steps that do finish at 20x their cost.
 
 How a stop works (verl 0.9.1 has no stop signal): verl's V1 trainer (trainer/ppo/v1/trainer_base.py)
 saves at `global_steps % save_freq == 0` and has no signal handler or ESI check (the ESI expiration
@@ -42,9 +59,11 @@ import importlib.util
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -58,6 +77,11 @@ TRACKER = "latest_checkpointed_iteration.txt"
 KL_KEYS = ("actor/kl_loss", "actor/reward_kl_penalty")
 # Seconds between two polls: a step takes 30 s to minutes, so 5 s notices it promptly at no cost.
 POLL_SECONDS = 5.0
+# verl 0.9.1 V1 replay buffer: prompt groups dropped by dynamic sampling in one step (despite the name,
+# it counts groups, summed over the buffer's polls; see monitor.alerts.DAPO_EVICTED_KEY).
+DAPO_EVICTED_KEY = "training/filter_groups/evicted_samples"
+# A step "filtered heavily" (for the stall bound) above this share unless monitor/config.yaml says otherwise.
+HEAVY_FILTER_SHARE = 0.5
 
 
 @dataclass
@@ -72,6 +96,9 @@ class Settings:
     keep_best_metric: str | None = None
     keep_best_mode: str = "max"
     export_checkpoint: str = "last"  # best | last
+    dynamic_sampling_stop_share: float = 0.95
+    dynamic_sampling_stop_steps: int = 5
+    dynamic_sampling_stall_factor: float = 10.0
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> Settings:
@@ -83,6 +110,19 @@ class Settings:
                 raise ConfigError(f"{name}={raw!r} is not {'an integer' if kind is int else 'a number'}") from None
 
         metric, mode, export = keep_best_settings(env)
+        from common.knobs import ConfigError
+
+        share = num("DYNAMIC_SAMPLING_STOP_SHARE", 0.95, float)
+        if not 0 <= share <= 1:
+            raise ConfigError(f"DYNAMIC_SAMPLING_STOP_SHARE={share:g} must be a share in [0, 1] (0 turns the stop off; "
+                              "0.95 stops when 19 of 20 generated prompt groups are filtered out)")
+        ds_steps = num("DYNAMIC_SAMPLING_STOP_STEPS", 5, int)
+        if ds_steps < 1:
+            raise ConfigError(f"DYNAMIC_SAMPLING_STOP_STEPS={ds_steps} must be at least 1 (consecutive steps)")
+        stall = num("DYNAMIC_SAMPLING_STALL_FACTOR", 10.0, float)
+        if stall < 0 or stall != stall:
+            raise ConfigError(f"DYNAMIC_SAMPLING_STALL_FACTOR={stall:g} must be >= 0 (0 turns the stall stop off; "
+                              "10 stops after 10x the median step time without a step)")
         return cls(
             stop_on_nan=parse_bool("STOP_ON_NAN", env.get("STOP_ON_NAN") or "false"),
             kl_stop_threshold=num("KL_STOP_THRESHOLD", 0.0, float),
@@ -94,6 +134,9 @@ class Settings:
             keep_best_metric=metric,
             keep_best_mode=mode,
             export_checkpoint=export,
+            dynamic_sampling_stop_share=share,
+            dynamic_sampling_stop_steps=ds_steps,
+            dynamic_sampling_stall_factor=stall,
         )
 
 
@@ -129,6 +172,8 @@ class Context:
     save_freq: int = -1
     test_freq: int = -1
     resume_mode: str = "auto"
+    train_batch_size: int | None = None  # prompts per step (data.train_batch_size)
+    rollout_n: int | None = None  # responses per prompt (actor_rollout_ref.rollout.n)
     out: Callable[[str], None] = print
     rows: list[dict] = field(default_factory=list)  # every metrics record so far ({"step", "data"})
     stop_reason: str | None = None
@@ -202,15 +247,21 @@ def _tracker_step(checkpoints_dir: Path) -> int | None:
 class Watcher:
     """Tails the metrics JSONL and the checkpoint tracker; calls the built-in and user hooks."""
 
-    def __init__(self, ctx: Context, terminate: Callable[[], None] | None = None):
+    def __init__(self, ctx: Context, terminate: Callable[[], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.ctx = ctx
         self.terminate = terminate or (lambda: None)
         self.user = load_user_hooks(ctx.settings.callbacks_file)
         self.thresholds = _alert_thresholds(ctx.settings)
+        self.clock = clock
         self._offset = 0
         self._partial = b""
         self._seen_alerts: set = set()
         self._kl_run = 0
+        self._ds_run = 0  # consecutive steps with a filtered share >= DYNAMIC_SAMPLING_STOP_SHARE
+        self._last_share: float | None = None
+        self._last_step_at: float | None = None  # clock() when the last step record arrived
+        self._step_seconds: list[float] = []  # timing_s/step of recent steps
         self._thread: threading.Thread | None = None
         self._halt = threading.Event()
         # A new best score whose checkpoint is not complete yet: (step, value), linked once it is.
@@ -307,9 +358,13 @@ class Watcher:
 
     def poll(self) -> None:
         """One pass: new metric records, then a new checkpoint, then a pending best and a pending stop."""
-        for rec in self._new_records():
+        records = self._new_records()
+        for rec in records:
             self.ctx.rows.append(rec)
             self._on_step(int(rec["step"]), rec.get("data") or {})
+        if records:
+            self._last_step_at = self.clock()
+        self._check_stall()
         self._check_checkpoint()
         self._link_pending_best()
         self._maybe_stop()
@@ -340,7 +395,63 @@ class Watcher:
                 )
         if self.ctx.settings.keep_best_metric:
             self._on_score(step, metrics)
+        seconds = metrics.get("timing_s/step")
+        if isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0:
+            self._step_seconds = (self._step_seconds + [float(seconds)])[-20:]
+        self._dynamic_sampling(step, metrics)
         self._call_user("on_step", step, metrics)
+
+    def filtered_share(self, metrics: dict) -> float | None:
+        """Share of the prompt groups generated for this step that DAPO filtered out; None when
+        unknown (no batch size, or not a dynamic-sampling run: verl logs the count only then)."""
+        batch = self.ctx.train_batch_size
+        evicted = metrics.get(DAPO_EVICTED_KEY)
+        if not batch:
+            return None
+        if not isinstance(evicted, (int, float)) or not math.isfinite(evicted):
+            # A DAPO step that filtered nothing logs no count; other runs never log it.
+            return 0.0 if self._last_share is not None else None
+        evicted = max(0.0, float(evicted))
+        return evicted / (evicted + batch)
+
+    def _dynamic_sampling(self, step: int, metrics: dict) -> None:
+        share = self.filtered_share(metrics)
+        if share is None:
+            return
+        self._last_share = share
+        limit = self.ctx.settings.dynamic_sampling_stop_share
+        if limit <= 0:
+            return
+        self._ds_run = self._ds_run + 1 if share >= limit else 0
+        if self._ds_run >= self.ctx.settings.dynamic_sampling_stop_steps:
+            self.ctx.request_stop(
+                f"dynamic sampling filtered out {share:.0%} of the prompt groups generated at step {step} and "
+                f">= {limit:.0%} for {self._ds_run} consecutive steps (DYNAMIC_SAMPLING_STOP_SHARE={limit:g}, "
+                f"DYNAMIC_SAMPLING_STOP_STEPS={self.ctx.settings.dynamic_sampling_stop_steps}): nearly every prompt "
+                "is always solved or never solved, so each step regenerates many times. Use harder (or easier) data, "
+                "raise ROLLOUT_N, or set DYNAMIC_SAMPLING=false; DYNAMIC_SAMPLING_STOP_SHARE=0 turns this stop off",
+                step)
+
+    def _check_stall(self) -> None:
+        """No step for DYNAMIC_SAMPLING_STALL_FACTOR x the median step time after heavy filtering:
+        verl is regenerating filtered groups without end. Stop now (nothing is being trained)."""
+        factor = self.ctx.settings.dynamic_sampling_stall_factor
+        if factor <= 0 or self._last_step_at is None or self._last_share is None or self.ctx.stop_reason:
+            return
+        heavy = float(self.thresholds.get("dapo_filtered_share_max", HEAVY_FILTER_SHARE))
+        if self._last_share < heavy or not self._step_seconds:
+            return
+        median = statistics.median(self._step_seconds)
+        waited = self.clock() - self._last_step_at
+        if waited > factor * median:
+            step = int(self.ctx.rows[-1]["step"]) if self.ctx.rows else 0
+            self.ctx.request_stop(
+                f"no step for {waited:.0f} s, more than DYNAMIC_SAMPLING_STALL_FACTOR={factor:g} x the median step time "
+                f"({median:.0f} s), after step {step} filtered out {self._last_share:.0%} of its prompt groups: verl "
+                "0.9.1 regenerates filtered groups without a bound (algorithm.filter_groups.max_num_gen_batches is "
+                "ignored). Use harder (or easier) data, raise ROLLOUT_N, or set DYNAMIC_SAMPLING=false; "
+                "DYNAMIC_SAMPLING_STALL_FACTOR=0 turns this stop off",
+                step, wait_for_checkpoint=False)
 
     def _alerts(self) -> None:
         try:
@@ -348,7 +459,9 @@ class Watcher:
         except ImportError:
             return
         try:
-            alerts = check_alerts(self.ctx.rows, self.thresholds)
+            run_config = {k: v for k, v in (("train_batch_size", self.ctx.train_batch_size),
+                                            ("rollout_n", self.ctx.rollout_n)) if v}
+            alerts = check_alerts(self.ctx.rows, self.thresholds, run_config)
         except Exception as exc:  # the dashboard's rules must not stop training
             self.ctx.log(f"alert rules failed: {type(exc).__name__}: {exc}")
             return
@@ -454,13 +567,33 @@ def export_and_evaluate(ctx: Context, python: str = sys.executable) -> dict:
     return out
 
 
+def write_plots(ctx: Context) -> list[str]:
+    """PNG plots of the run's main curves into <run_dir>/plots/ (monitor.plots). Never raises: a
+    plotting problem is logged and the run's outcome stays what it was."""
+    try:
+        from monitor.plots import write_run_plots
+
+        paths = write_run_plots(ctx.run_dir)
+    except Exception as exc:  # noqa: BLE001 - plots are a convenience, never a reason to fail a run
+        ctx.log(f"writing plots into {ctx.run_dir / 'plots'} failed (the run's exit code is unchanged): "
+                f"{type(exc).__name__}: {exc}")
+        return []
+    if paths:
+        ctx.log(f"plots of the main curves: {ctx.run_dir / 'plots'} ({', '.join(p.name for p in paths)})")
+    return [str(p) for p in paths]
+
+
 def on_end(exit_code: int, ctx: Context, watcher: Watcher | None = None) -> dict:
-    """After verl exits: export/evaluate when the run finished or was stopped by a callback, then the user's on_end."""
+    """After verl exits: export/evaluate when the run finished or was stopped by a callback, PNG plots
+    of the curves (whatever the exit code), then the user's on_end."""
     result: dict = {}
     if exit_code == 0 or ctx.stopped:
         result = export_and_evaluate(ctx)
     else:
         ctx.log(f"verl exited with {exit_code}: no export")
+    plots = write_plots(ctx)
+    if plots:
+        result["plots"] = plots
     if watcher is not None:
         watcher._call_user("on_end", exit_code)
     return result
@@ -470,6 +603,9 @@ def context_for(plan, cfg, env: dict[str, str], out: Callable[[str], None] = pri
     """The Context of one launch, from the launcher's plan and resolved config."""
     val = cfg.data.get("val_files")
     val = val if isinstance(val, str) or val is None else (list(val)[0] if len(val) else None)
+    from monitor.alerts import run_config_from
+
+    sizes = run_config_from(cfg)
     return Context(
         run_dir=plan.run_dir,
         checkpoints_dir=Path(str(cfg.trainer.default_local_dir)),
@@ -479,5 +615,7 @@ def context_for(plan, cfg, env: dict[str, str], out: Callable[[str], None] = pri
         save_freq=int(cfg.trainer.get("save_freq", -1) or -1),
         test_freq=int(cfg.trainer.get("test_freq", -1) or -1),
         resume_mode=str(cfg.trainer.get("resume_mode", "auto") or "auto"),
+        train_batch_size=sizes.get("train_batch_size"),
+        rollout_n=sizes.get("rollout_n"),
         out=out,
     )

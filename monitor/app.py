@@ -7,14 +7,21 @@
 Offers:
     build_app(log_dir, config) -> gr.Blocks   assembles the tabs of monitor/panels/ around one
                                               MetricsCollector (no module-level state).
+    NoUploads                                 ASGI middleware refusing gradio's upload route: the
+                                              dashboard takes no files, so nothing may be stored.
+    LAUNCH_OPTIONS                            what main() passes to launch() besides host/port/auth.
     main(argv) -> exit code
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import threading
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 # Run as a script from monitor/ or from the top level: make `import monitor` resolve to this repo.
@@ -23,6 +30,8 @@ if str(_REPO) not in sys.path:
     sys.path.insert(0, str(_REPO))
 
 import gradio as gr  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
+from starlette.responses import PlainTextResponse  # noqa: E402
 
 from monitor.metrics_collector import MetricsCollector  # noqa: E402
 from monitor.panels import alerts, curves, gpu, runs, samples  # noqa: E402
@@ -36,21 +45,53 @@ def build_app(log_dir: str | os.PathLike, config: dict) -> gr.Blocks:
     """Input: the folder holding run folders, and a config from settings.load_config.
     Output: the Blocks app (not launched). API endpoints: /runs, /curves, /samples,
     /sample_steps, /gpu, /alerts."""
-    collector = MetricsCollector(log_dir, stale_after_s=float(config["stale_after_seconds"]))
+    collector = MetricsCollector(log_dir, stale_after_s=float(config["stale_after_seconds"]),
+                                 memory_budget_mb=float(config["memory_budget_mb"]))
     with gr.Blocks(title="Training monitor") as demo:
         gr.Markdown("## Training monitor")
         timer = gr.Timer(float(config["refresh_seconds"]))
+        # The tab in front, per browser session: timers skip the work of hidden tabs.
+        active = gr.State("runs")
+        built = {}
         with gr.Tabs() as tabs:
-            for panel in (runs, curves, samples, alerts, gpu):
-                panel.build(demo, collector, config, timer)
+            for name, panel in (("runs", runs), ("curves", curves), ("samples", samples), ("alerts", alerts), ("gpu", gpu)):
+                built[name] = panel.build(demo, collector, config, timer, active)
 
         def open_tab(request: gr.Request):
             # Deep link: http://host:port/?tab=curves opens that tab (ids: runs, curves, samples, alerts, gpu).
             wanted = request.query_params.get("tab") if request else None
-            return gr.Tabs(selected=wanted) if wanted in TAB_IDS else gr.skip()
+            if wanted in TAB_IDS:
+                return gr.Tabs(selected=wanted), wanted
+            return gr.skip(), "runs"
 
-        demo.load(open_tab, outputs=[tabs], api_name=False)
+        fn, inputs, outputs = built["alerts"]["on_open"]
+        demo.load(open_tab, outputs=[tabs, active], api_name=False).then(fn, inputs=inputs, outputs=outputs,
+                                                                        api_name=False)
+    demo.collector = collector  # for tests and benchmarks (e.g. wait for background loads)
     return demo
+
+
+class NoUploads:
+    """Refuse gradio's /upload route (403): no component here takes files, and an open upload
+    route lets anyone who reaches the port store files on this machine (with or without --auth)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope.get("type") == "http" and scope.get("path", "").rstrip("/").endswith("/upload"):
+            response = PlainTextResponse("uploads are disabled: the training monitor reads run folders and takes no files",
+                                         status_code=403)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+# Table headers wrap between words, never inside one ("corrupt lines", not "corrup/t lines").
+CSS = "#runs-table th, #alerts-table th, #reward-errors-table th {word-break: keep-all; overflow-wrap: normal;}"
+# max_file_size=0 refuses any upload body too, should a route other than /upload take files.
+LAUNCH_OPTIONS = {"show_error": True, "quiet": True, "max_file_size": 0, "css": CSS,
+                  "app_kwargs": {"middleware": [Middleware(NoUploads)]}, "footer_links": ["api"]}
 
 
 def _parse_auth(text: str | None) -> tuple[str, str] | None:
@@ -96,10 +137,37 @@ def main(argv: list[str] | None = None) -> int:
     demo = build_app(log_dir, config)
     print(f"monitor: {log_dir.resolve()} on http://{args.host}:{args.port}"
           + (f" (login required, user {auth[0]!r})" if auth else ""), flush=True)
-    demo.queue(default_concurrency_limit=4).launch(
-        server_name=args.host, server_port=args.port, auth=auth, show_error=True, quiet=True
-    )
+    demo.queue(default_concurrency_limit=4).launch(server_name=args.host, server_port=args.port, auth=auth,
+                                                   prevent_thread_lock=True, **LAUNCH_OPTIONS)
+    threading.Thread(target=warm_up, args=(demo, f"http://127.0.0.1:{args.port}/", auth), name="monitor-warm-up",
+                     daemon=True).start()
+    demo.block_thread()
     return 0
+
+
+def warm_up(demo: gr.Blocks, url: str, auth: tuple[str, str] | None) -> None:
+    """Make the first page fast: one /runs and one empty /curves request through the server (gradio
+    builds an endpoint's request and response models on its first call: ~0.6 s each) read every run's
+    tail, and the preview of the runs the Curves tab opens with is read (no full parse starts here)."""
+    try:
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            login = urllib.request.Request(url + "login", data=urllib.parse.urlencode(
+                {"username": auth[0], "password": auth[1]}).encode(), method="POST")
+            cookie = urllib.request.urlopen(login, timeout=30).headers.get("set-cookie", "")
+            headers["Cookie"] = cookie.split(";")[0]
+        # /curves with no run: its models are built, nothing is parsed.
+        for api, data in (("runs", []), ("curves", [[], 0.8, "step", []])):
+            call = urllib.request.Request(f"{url}gradio_api/call/{api}", data=json.dumps({"data": data}).encode(),
+                                          headers=headers, method="POST")
+            event = json.loads(urllib.request.urlopen(call, timeout=60).read())["event_id"]
+            urllib.request.urlopen(urllib.request.Request(f"{url}gradio_api/call/{api}/{event}", headers=headers),
+                                   timeout=120).read()
+        collector = demo.collector
+        collector.columns(curves.default_runs(collector))
+    except Exception:  # noqa: BLE001 - a warm-up that fails only leaves the first page slower
+        pass
+    print(f"monitor: ready ({len(demo.collector.runs)} runs)", flush=True)
 
 
 if __name__ == "__main__":

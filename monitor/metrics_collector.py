@@ -1,29 +1,46 @@
-"""Run discovery, incremental metric reading, run status, generation samples and GPU stats.
+"""Run discovery, lazy columnar metric reading, run status, generation samples and GPU stats.
 
 Offers:
     MetricsCollector(log_dir)       finds runs under --log_dir and keeps one RunState per run;
-                                    `refresh()` reads only what is new since the last call.
-    RunState                        one run: merged metrics table (`metrics()`), status (`status()`).
-    safe_run_dir(log_dir, name)     resolves a run name from the disk or the UI to a folder inside
-                                    log_dir, refusing traversal and symlinks that point outside.
-    read_run_json(run_dir)          the launcher's run.json -> dict (None when absent).
+                                    `refresh()` reads only what is new in the runs already loaded;
+                                    `statuses()` needs only each run's tail; `frames(names, keys)`
+                                    gives curves data (a run too big to parse at once is shown from
+                                    an evenly spaced preview while a background thread loads it);
+                                    loaded tables beyond `memory_budget_mb` are dropped, least
+                                    recently used first. A run that cannot be read becomes that
+                                    run's problem, never another run's.
+    RunState                        one run: `load()`, `metrics()` (DataFrame), `frame(keys)`,
+                                    `summary()` (from the tail), `status()`, `wall_times()`.
+    RunStatus                       what the Runs tab shows for one run.
+    safe_run_dir(log_dir, name)     resolves a run name to a folder inside log_dir, refusing
+                                    traversal and symlinks that point outside.
+    resolve_run(log_dir, name)      "folder" or "project/experiment" (verl's own layout) -> (folder, file).
+    read_run_json(run_dir)          the launcher's run.json -> (dict | None, problem | None).
+    read_run_config(run_dir)        train_batch_size, rollout_n, total_training_steps from config.yaml.
+    read_error_lines(log_path)      the last error (traceback) of a console log, redacted.
     read_sample_steps(run_dir, kind)  steps that have a rollout/ or validation/ dump.
     read_samples(run_dir, kind, step) one dump -> (DataFrame, corrupt line count).
     read_gpu_stats()                per-GPU utilization/memory/temperature via NVML, else
                                     nvidia-smi, else an empty list and the reason.
+    format_duration(seconds)        1234.5 -> '20m 34s'.
 
-A run is a folder directly under log_dir holding verl file-logger JSONL (metrics/*.jsonl or
-*.jsonl at its top), a console log (*.log with verl's step lines) or the launcher's run.json.
-When a run has JSONL metrics they are the source of the curves (exact values, one file per launch);
-the console log is used for runs without them.
+A run is
+  * a folder directly under log_dir holding the launcher's files (run.json, metrics/*.jsonl,
+    *.log): JSONL launches are merged by step; the console log is read for metrics only when the
+    run has no JSONL;
+  * one JSONL file of verl's own file-logger layout, <project>/<experiment>.jsonl (a folder with
+    JSONL files and none of the launcher's): named "project/experiment"; or a top-level
+    <experiment>.jsonl when --log_dir is the project folder itself.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import socket
+import stat
 import subprocess
 import threading
 import time
@@ -34,28 +51,70 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
 
-from monitor.log_parser import MetricsFile, parse_iso
+from monitor.log_parser import (
+    TRACEBACK_MARKERS,
+    CorruptLine,
+    TailReader,
+    parse_console_line,
+    parse_iso,
+    parse_jsonl_line,
+    parse_launch_header,
+    read_tail_lines,
+)
+from monitor.metrics_store import (
+    MAX_EXAMPLES,
+    MAX_KEYS,
+    Block,
+    ConsoleState,
+    MetricsStore,
+    parse_console_block,
+    parse_jsonl_block,
+)
+from monitor.redact import redact
+from monitor.reward_errors import REWARD_ERRORS_FILE, RewardErrorLog
 
 __all__ = [
     "MetricsCollector",
     "RunState",
     "RunStatus",
+    "UnsafePathError",
     "safe_run_dir",
+    "resolve_run",
     "read_run_json",
+    "read_run_config",
+    "read_error_lines",
     "read_sample_steps",
     "read_samples",
     "read_gpu_stats",
+    "format_duration",
     "STEP",
     "WALL",
+    "LAUNCH",
 ]
 
-# Extra columns added to every metrics table.
+# Extra columns of every metrics table.
 STEP = "step"
-WALL = "_wall_time"  # unix seconds when the step finished (estimated, see RunState._wall_times)
+WALL = "_wall_time"  # unix seconds when the step finished (estimated, see RunState.wall_times)
 LAUNCH = "_launch"
 
 _METHODS = ("grpo", "ppo", "dapo", "gspo", "sft")
+REWARD_KEYS = ("critic/score/mean", "critic/rewards/mean")
+SFT_LOSS_KEYS = ("train/loss", "val/loss")
+# The runs table reads this much of each run's newest metrics file: ~85 records of 80 metrics.
+TAIL_BYTES = 256 * 1024
+# Runs whose metric files total less than this are parsed at once (~0.1 s); bigger ones are shown
+# from a preview first and parsed by the background loader (a 154 MB, 50,000-step file: ~2 s).
+SYNC_LOAD_BYTES = 8 * 2**20
+# Points of a preview: the curves draw at most max_points_per_curve (2,000) points anyway.
+PREVIEW_POINTS = 2000
+# The launcher names each launch's metrics file after its start: metrics/20261121-100000.jsonl.
+_FILE_TS_RE = re.compile(r"(\d{8}-\d{6})")
+# Error lines shown for a failed run, and the console-log tail searched for them.
+ERROR_LINES = 12
+_ERROR_HINT_RE = re.compile(rb"(Error|Exception|error:|Killed|FAILED|Traceback|CUDA out of memory|OOM)")
+_ANSI_RE = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 class UnsafePathError(ValueError):
@@ -70,16 +129,20 @@ def _inside(path: Path, root: Path) -> bool:
         return False
 
 
-def safe_run_dir(log_dir: str | os.PathLike, name: str) -> Path:
-    """Resolve a run name to its folder.
+def _bad_name(name: str) -> bool:
+    return not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name
 
-    Input:  log_dir, and a run name (a single folder name as listed on the Runs tab).
+
+def safe_run_dir(log_dir: str | os.PathLike, name: str) -> Path:
+    """Resolve a folder name to its folder.
+
+    Input:  log_dir, and a folder name (a single path component).
     Output: the resolved Path of log_dir/name.
     Raises UnsafePathError when the name has a separator or '..', is not a folder, or resolves
     (through a symlink) outside log_dir.
     """
     root = Path(log_dir).resolve()
-    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+    if not isinstance(name, str) or _bad_name(name):
         raise UnsafePathError(f"run name {name!r} is not a folder name under {root}")
     resolved = (root / name).resolve()
     if not _inside(resolved, root) or resolved == root:
@@ -87,6 +150,33 @@ def safe_run_dir(log_dir: str | os.PathLike, name: str) -> Path:
     if not resolved.is_dir():
         raise UnsafePathError(f"run {name!r} is not a folder under {root}")
     return resolved
+
+
+def resolve_run(log_dir: str | os.PathLike, name: str) -> tuple[Path, Path | None]:
+    """A run name -> (folder, single JSONL file or None).
+
+    "exp" is a launcher run folder (or, when log_dir/exp.jsonl is a file, that file); "proj/exp" is
+    proj/exp.jsonl of verl's own layout. Raises UnsafePathError for anything resolving outside log_dir.
+    """
+    root = Path(log_dir).resolve()
+    if not isinstance(name, str):
+        raise UnsafePathError(f"run name {name!r} is not text")
+    folder, sep, stem = name.partition("/")
+    if not sep:
+        candidate = root / f"{name}.jsonl"
+        if not _bad_name(name) and not (root / name).is_dir() and candidate.is_file():
+            resolved = candidate.resolve()
+            if not _inside(resolved, root):
+                raise UnsafePathError(f"run {name!r} resolves to {resolved}, outside --log_dir {root}: refused")
+            return root, resolved
+        return safe_run_dir(root, name), None
+    if _bad_name(stem):
+        raise UnsafePathError(f"run name {name!r} is not project/experiment under {root}")
+    run_dir = safe_run_dir(root, folder)
+    file = (run_dir / f"{stem}.jsonl").resolve()
+    if not _inside(file, root) or not file.is_file():
+        raise UnsafePathError(f"run {name!r}: {run_dir / (stem + '.jsonl')} is not a file inside --log_dir")
+    return run_dir, file
 
 
 def _safe_file(path: Path, root: Path) -> bool:
@@ -97,6 +187,10 @@ def _safe_file(path: Path, root: Path) -> bool:
         return False
 
 
+# run.json is written by the launcher; a few KB. Anything past 4 MB is not one.
+_MAX_SMALL_FILE = 4 * 2**20
+
+
 def read_run_json(run_dir: str | os.PathLike) -> tuple[dict | None, str | None]:
     """Read the launcher's run.json.
 
@@ -104,12 +198,14 @@ def read_run_json(run_dir: str | os.PathLike) -> tuple[dict | None, str | None]:
     Output: (dict, None); (None, None) when absent; (None, "run.json: <problem>") when unreadable.
     """
     path = Path(run_dir) / "run.json"
-    if not path.is_file():
-        return None, None
     try:
+        if not path.is_file():
+            return None, None
+        if path.stat().st_size > _MAX_SMALL_FILE:
+            return None, f"{path}: larger than 4 MB, not the launcher's run.json; status is inferred from the logs"
         data = orjson.loads(path.read_bytes())
     except (OSError, orjson.JSONDecodeError) as exc:
-        return None, f"{path}: not valid JSON ({exc}); status is inferred from the logs"
+        return None, f"{path}: not valid JSON ({str(exc)[:120]}); status is inferred from the logs"
     if not isinstance(data, dict):
         return None, f"{path}: expected a JSON object; status is inferred from the logs"
     launches = data.get("launches")
@@ -118,19 +214,81 @@ def read_run_json(run_dir: str | os.PathLike) -> tuple[dict | None, str | None]:
     return data, None
 
 
-def _read_total_steps_from_config(run_dir: Path) -> int | None:
-    """trainer.total_training_steps from the run's resolved config.yaml, when set."""
-    path = run_dir / "config.yaml"
-    if not path.is_file():
+def _positive_int(value) -> int | None:
+    if isinstance(value, bool):
         return None
-    try:
-        import yaml
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value if isinstance(value, int) and 0 < value < 2**53 else None
 
-        cfg = yaml.safe_load(path.read_text())
-        value = (cfg or {}).get("trainer", {}).get("total_training_steps")
-        return int(value) if value not in (None, "") else None
-    except Exception:  # a config we cannot read must not hide the run
-        return None
+
+_CONFIG_CACHE: dict[str, tuple[float, int, dict]] = {}
+_CONFIG_LOCK = threading.Lock()
+
+
+def read_run_config(run_dir: str | os.PathLike) -> dict:
+    """What the dashboard needs from the run's resolved config.yaml.
+
+    Output: {"train_batch_size", "rollout_n", "total_training_steps"} where present and sane
+            ({} when the file is absent, unreadable or not a mapping). Cached by mtime.
+    """
+    path = Path(run_dir) / "config.yaml"
+    try:
+        st = path.stat()
+    except OSError:
+        return {}
+    key = str(path)
+    with _CONFIG_LOCK:
+        hit = _CONFIG_CACHE.get(key)
+        if hit and hit[0] == st.st_mtime and hit[1] == st.st_size:
+            return hit[2]
+    out: dict = {}
+    if stat.S_ISREG(st.st_mode) and st.st_size <= _MAX_SMALL_FILE:
+        try:
+            import yaml
+
+            cfg = yaml.safe_load(path.read_text(errors="replace"))
+        except Exception:  # a config we cannot read must not hide the run
+            cfg = None
+        if isinstance(cfg, dict):
+            def get(*keys):
+                node = cfg
+                for k in keys:
+                    node = node.get(k) if isinstance(node, dict) else None
+                return node
+
+            for name, keys in (("train_batch_size", ("data", "train_batch_size")),
+                               ("rollout_n", ("actor_rollout_ref", "rollout", "n")),
+                               ("total_training_steps", ("trainer", "total_training_steps"))):
+                value = _positive_int(get(*keys))
+                if value is not None:
+                    out[name] = value
+    with _CONFIG_LOCK:
+        _CONFIG_CACHE[key] = (st.st_mtime, st.st_size, out)
+    return out
+
+
+def read_error_lines(log_path: str | os.PathLike, max_lines: int = ERROR_LINES, max_bytes: int = TAIL_BYTES) -> list[str]:
+    """The last error of a console log, read from its end only.
+
+    Output: the last Python traceback (its first lines and its last lines, the exception message
+            last), else the last lines that look like errors; ANSI colours stripped, secrets
+            redacted; [] when the tail has no error.
+    """
+    lines = [_ANSI_RE.sub(b"", line).rstrip(b"\r") for line in read_tail_lines(log_path, max_bytes)]
+    start = None
+    for i in range(len(lines) - 1, -1, -1):
+        if any(m in lines[i] for m in TRACEBACK_MARKERS):
+            start = i
+            break
+    if start is not None:
+        block = [line for line in lines[start:] if line.strip()]
+        # Ray repeats the traceback of a failed actor; the end holds the exception that ended the run.
+        if len(block) > max_lines:
+            block = block[:2] + [b"..."] + block[-(max_lines - 3):]
+    else:
+        block = [line for line in lines if _ERROR_HINT_RE.search(line)][-max_lines:]
+    return [redact(line.decode("utf-8", errors="replace"))[:400] for line in block]
 
 
 def _pid_alive(pid: int) -> bool:
@@ -140,9 +298,24 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    except OSError:
+    except (OSError, OverflowError, ValueError):
         return False
     return True
+
+
+def _file_timestamp(path: Path) -> float | None:
+    m = _FILE_TS_RE.search(path.stem)
+    if not m:
+        return None
+    try:
+        return datetime.strptime(m.group(1), "%Y%m%d-%H%M%S").replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        return None
+
+
+def _ts(value) -> float | None:
+    dt = parse_iso(value)
+    return dt.timestamp() if dt else None
 
 
 @dataclass
@@ -151,235 +324,478 @@ class RunStatus:
 
     name: str
     method: str
-    status: str  # running | finished | failed | unknown
+    status: str  # running | finished | failed | unknown | unreadable
     detail: str
     step: int | None
     total_steps: int | None
     last_reward: float | None
     elapsed_s: float | None
     eta_s: float | None
-    corrupt_lines: int
+    corrupt_lines: int | None  # None: the run's files were not read in full yet
     problems: list[str] = field(default_factory=list)
+    last_loss: float | None = None  # SFT: train/loss
+    last_val_loss: float | None = None
+    reward_errors: int = 0
+    error_lines: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunSummary:
+    """A run's newest records, read from the end of its newest metrics file."""
+
+    last_step: int | None = None
+    last: dict[str, float] = field(default_factory=dict)  # key -> last finite value
+    step_time: float = math.nan  # median timing_s/step of the last 20 records
+    keys: set[str] = field(default_factory=set)
+    method_hint: str | None = None
+    corrupt_in_tail: int = 0
+
+
+class MetricSource:
+    """One metrics file of a run (verl JSONL or a console log) and its incremental parse state."""
+
+    def __init__(self, path: Path, kind: str):
+        self.path = path
+        self.kind = kind  # "jsonl" | "log"
+        self.reader = TailReader(path)
+        self.console = ConsoleState()
+        self.corrupt_count = 0
+        self.examples: list[CorruptLine] = []
+
+    def read(self) -> tuple[list[Block], bool]:
+        """New blocks since the last read, and whether the file was reset (re-read from byte 0)."""
+        blocks = []
+        for data, first in self.reader.read_chunks():
+            if self.kind == "jsonl":
+                block, examples, count = parse_jsonl_block(data, first, str(self.path))
+            else:
+                block, examples, count = parse_console_block(data, first, str(self.path), self.console)
+            self._corrupt(examples, count)
+            if len(block):
+                blocks.append(block)
+        if self.reader.overlong:
+            self._corrupt([CorruptLine(str(self.path), n, "line longer than 32 MiB (binary data?), skipped")
+                           for n in self.reader.overlong], len(self.reader.overlong))
+            self.reader.overlong = []
+        return blocks, self.reader.reset
+
+    def _corrupt(self, examples: list[CorruptLine], count: int) -> None:
+        self.corrupt_count += count
+        room = MAX_EXAMPLES - len(self.examples)
+        if room > 0:
+            self.examples.extend(examples[:room])
 
 
 class RunState:
-    """Incremental state of one run folder. Not thread-safe on its own (the collector locks)."""
+    """One run. Its metrics are parsed only when asked (`load()`); the Runs tab needs only
+    `summary()`, read from the end of the newest file. Thread-safe through `lock`."""
 
-    def __init__(self, name: str, run_dir: Path, root: Path, stale_after_s: float = 600.0):
+    def __init__(self, name: str, run_dir: Path, root: Path, stale_after_s: float = 600.0,
+                 only_file: Path | None = None):
         self.name = name
         self.run_dir = run_dir
         self.root = root
+        self.only_file = only_file
         self.stale_after_s = stale_after_s
-        self.files: dict[Path, MetricsFile] = {}
-        self._df: pd.DataFrame | None = None
-        self._merged: dict[int, dict[str, float]] = {}
-        self._merged_launch: dict[int, int] = {}
-        self.version = 0  # bumps whenever the metrics table changed
+        self.lock = threading.RLock()
+        self.store: MetricsStore | None = None
+        self.sources: dict[Path, MetricSource] = {}
+        self._order: list[Path] = []
+        self.version = 0  # bumps whenever the loaded table changed
         self.refused: list[str] = []
+        self.last_used = 0.0
+        self.load_error: str | None = None
+        self._wall: tuple[int, np.ndarray] | None = None
+        self._tail: tuple[tuple, RunSummary] | None = None
+        self._preview: tuple[tuple, MetricsStore] | None = None
+        self._errors_cache: tuple[tuple, list[str]] | None = None
+        self._alerts_cache: tuple | None = None  # (key, alerts) kept by the Alerts tab
+        self.reward_errors = RewardErrorLog(run_dir / REWARD_ERRORS_FILE) if only_file is None else None
 
-    # ---- files -------------------------------------------------------------------------
-    def _discover_files(self) -> None:
-        candidates: list[tuple[Path, str]] = []
-        for pattern, kind in (("metrics/*.jsonl", "jsonl"), ("*.jsonl", "jsonl"), ("*.log", "log")):
+    # ---- files ---------------------------------------------------------------------------
+    def metric_files(self) -> tuple[list[Path], str]:
+        """The files the metrics come from, in launch order, and their kind ("jsonl" or "log")."""
+        if self.only_file is not None:
+            return [self.only_file], "jsonl"
+        jsonl, logs = [], []
+        for pattern, bucket in (("metrics/*.jsonl", jsonl), ("*.jsonl", jsonl), ("*.log", logs)):
             for path in sorted(self.run_dir.glob(pattern)):
-                candidates.append((path, kind))
-        for path, kind in candidates:
-            if path in self.files:
-                continue
-            if not _safe_file(path, self.root):
-                msg = f"{path}: symlink pointing outside --log_dir, refused"
-                if msg not in self.refused:
-                    self.refused.append(msg)
-                continue
-            self.files[path] = MetricsFile(path, kind)
-
-    def _ordered_sources(self) -> list[MetricsFile]:
-        """Metric sources in launch order: JSONL files when there are any, else console logs."""
-        jsonl = [f for f in self.files.values() if f.kind == "jsonl"]
+                if path.name == REWARD_ERRORS_FILE:
+                    continue
+                if not _safe_file(path, self.root):
+                    msg = f"{path}: symlink pointing outside --log_dir, refused"
+                    if msg not in self.refused and path.is_symlink():
+                        self.refused.append(msg)
+                    continue
+                bucket.append(path)
         if jsonl:
             run_json, _ = read_run_json(self.run_dir)
             order = {}
             for i, launch in enumerate((run_json or {}).get("launches") or []):
-                if isinstance(launch, dict) and launch.get("metrics_file"):
+                if isinstance(launch, dict) and isinstance(launch.get("metrics_file"), str):
                     order[str((self.run_dir / launch["metrics_file"]).resolve())] = i
-            # run.json order first; otherwise the file name (verl's <YYYYmmdd-HHMMSS>.jsonl sorts by time).
-            return sorted(jsonl, key=lambda f: (order.get(str(f.path.resolve()), -1), f.path.name))
-        return sorted((f for f in self.files.values() if f.kind == "log"), key=lambda f: f.path.name)
+            # run.json order first; otherwise the file name (<YYYYmmdd-HHMMSS>.jsonl sorts by time).
+            return sorted(jsonl, key=lambda p: (order.get(str(p.resolve()), -1), p.name)), "jsonl"
+        return logs, "log"
 
-    def refresh(self) -> bool:
-        """Read what is new in every file. Returns True when the metrics table changed."""
-        self._discover_files()
-        changed = False
-        touched: set[int] = set()
-        any_reset = False
-        for f in list(self.files.values()):
-            if not f.path.exists():
-                # A file that disappeared (rotated away) no longer contributes.
-                del self.files[f.path]
-                any_reset = changed = True
+    def _sizes(self) -> tuple:
+        files, _ = self.metric_files()
+        out = []
+        for p in files:
+            try:
+                st = p.stat()
+                out.append((str(p), st.st_size, st.st_mtime))
+            except OSError:
+                pass
+        return tuple(out)
+
+    def data_version(self) -> tuple:
+        """Changes whenever what frame() would return changes (loaded: the table's version)."""
+        return ("loaded", self.version) if self.store is not None else ("files", self._sizes())
+
+    def total_bytes(self) -> int:
+        return sum(size for _, size, _ in self._sizes())
+
+    # ---- loading -------------------------------------------------------------------------
+    def load(self) -> bool:
+        """Parse everything not yet parsed (all of it the first time). True when the table changed."""
+        with self.lock:
+            self.last_used = time.monotonic()
+            try:
+                changed = self._load()
+                self.load_error = None
+            except Exception as exc:  # a file we cannot parse is this run's problem, not the app's
+                self.load_error = f"reading the metrics failed: {type(exc).__name__}: {redact(str(exc))[:300]}"
+                changed = False
+                if self.store is None:
+                    self.store = MetricsStore()
+                    changed = True
+            if changed:
+                self.version += 1
+            return changed
+
+    def _load(self) -> bool:
+        files, kind = self.metric_files()
+        cold = self.store is None or files[: len(self._order)] != self._order
+        if cold:
+            self.store, self.sources, self._order = MetricsStore(), {}, []
+        changed = cold
+        for path in self._order:
+            if not path.exists():
+                # A launch's file was deleted: its rows must go, so read everything again.
+                self.store, self.sources, self._order = MetricsStore(), {}, []
+                return self._load() or True
+        self._order = list(files)
+        for launch, path in enumerate(files):
+            src = self.sources.get(path)
+            if src is None:
+                src = self.sources[path] = MetricSource(path, kind)
+            if not src.reader.changed() and not cold:
                 continue
-            file_changed, reset, steps = f.update()
-            changed |= file_changed
-            any_reset |= reset
-            touched |= steps
-        if not changed and self._df is not None:
-            return False
-        self._merge(incremental=not any_reset, touched=touched)
-        self.version += 1
-        return True
+            blocks, reset = src.read()
+            if reset and not cold:
+                # Truncated or rewritten (verl reopens its file with "wb"): rebuild from scratch.
+                self.store, self.sources, self._order = MetricsStore(), {}, []
+                return self._load() or True
+            for block in blocks:
+                if kind == "log" and block.launch is not None:
+                    block.launch = block.launch + launch * 10_000
+                self.store.upsert(block, launch)
+                changed = True
+        if cold:
+            self.store.compact()
+        return changed
 
-    def _merge(self, incremental: bool, touched: set[int]) -> None:
-        sources = self._ordered_sources()
-        merged: dict[int, dict[str, float]] = {}
-        launch_of: dict[int, int] = {}
-        base = 0
-        for f in sources:
-            merged.update(f.rows)
-            for step, launch in f.row_launch.items():
-                launch_of[step] = base + launch
-            base += max(1, len(f.launches)) if f.kind == "log" else 1
-        old_max = max(self._merged) if self._merged else None
-        can_append = (
-            incremental
-            and self._df is not None
-            and old_max is not None
-            and touched
-            and min(touched) > old_max
-            and len(merged) == len(self._merged) + len(touched)
-        )
-        self._merged, self._merged_launch = merged, launch_of
-        if can_append:
-            new_steps = sorted(touched)
-            new = self._frame(new_steps)
-            self._df = pd.concat([self._df, new], ignore_index=True)
-        else:
-            self._df = self._frame(sorted(merged))
-        self._add_wall_time()
+    def drop(self) -> None:
+        """Forget the parsed table (memory budget); the next load() parses the files again."""
+        with self.lock:
+            self.store, self.sources, self._order, self._wall = None, {}, [], None
 
-    def _frame(self, steps: list[int]) -> pd.DataFrame:
-        rows = self._merged
-        df = pd.DataFrame.from_records([rows[s] for s in steps]) if steps else pd.DataFrame()
-        df.insert(0, STEP, np.asarray(steps, dtype=np.int64))
-        df[LAUNCH] = np.asarray([self._merged_launch.get(s, 0) for s in steps], dtype=np.int64)
-        return df
+    @property
+    def loaded(self) -> bool:
+        return self.store is not None
 
-    def _launch_times(self) -> list[tuple[float | None, float | None]]:
-        """(start, end) unix seconds per launch, from run.json, else console headers, else mtimes."""
-        run_json, _ = read_run_json(self.run_dir)
-        times: list[tuple[float | None, float | None]] = []
-        launches = (run_json or {}).get("launches") or []
-        for launch in launches:
-            if not isinstance(launch, dict):
-                continue
-            start = parse_iso(launch.get("started"))
-            end = parse_iso(launch.get("ended"))
-            times.append((start.timestamp() if start else None, end.timestamp() if end else None))
-        if not times:
-            for f in self._ordered_sources():
-                if f.kind == "log":
-                    times.extend((h["started"].timestamp() if h["started"] else None, None) for h in f.launches)
-        return times
-
-    def _add_wall_time(self) -> None:
-        """Estimate when each step finished.
-
-        verl's metrics carry no timestamp. Within a launch, a step ends at the launch start plus
-        the cumulative timing_s/step (verl's measured seconds per step); without timing_s/step the
-        launch's steps are spread evenly between its start and its end (or the last write).
-        """
-        df = self._df
-        if df is None or df.empty:
-            return
-        times = self._launch_times()
-        last_write = self.last_write_time() or time.time()
-        wall = np.full(len(df), np.nan)
-        launch_col = df[LAUNCH].to_numpy()
-        step_time = df["timing_s/step"].to_numpy(dtype=float) if "timing_s/step" in df else None
-        for launch in np.unique(launch_col):
-            idx = np.flatnonzero(launch_col == launch)
-            start, end = times[launch] if launch < len(times) else (None, None)
-            if step_time is not None and not np.all(np.isnan(step_time[idx])):
-                secs = np.nan_to_num(step_time[idx], nan=float(np.nanmedian(step_time[idx])))
-                if start is None:
-                    start = (end or last_write) - secs.sum()
-                wall[idx] = start + np.cumsum(secs)
-            else:
-                stop = end or last_write
-                if start is None:
-                    start = stop - len(idx)
-                wall[idx] = np.linspace(start, stop, num=len(idx) + 1)[1:]
-        df[WALL] = wall
-
+    # ---- tables --------------------------------------------------------------------------
     def metrics(self) -> pd.DataFrame:
         """The merged metrics table: one row per step (sorted), verl's keys as columns, plus
         `step`, `_launch` and `_wall_time`. Empty DataFrame when nothing was logged yet."""
-        if self._df is None:
-            self.refresh()
-        return self._df if self._df is not None else pd.DataFrame()
+        with self.lock:
+            if self.store is None:
+                self.load()
+            return self.frame(None)
+
+    def frame(self, keys: list[str] | None = None) -> pd.DataFrame:
+        """Loaded table -> DataFrame with step, _launch, _wall_time and the requested keys."""
+        with self.lock:
+            self.last_used = time.monotonic()
+            store = self.store if self.store is not None else MetricsStore()
+            df = store.frame(keys)
+            df[WALL] = self.wall_times() if self.store is not None else np.zeros(0)
+            return df
+
+    def columns(self) -> list[str]:
+        store = self.store if self.store is not None else self.preview()
+        return store.keys
+
+    def preview(self, points: int | None = None) -> MetricsStore:
+        """Evenly spaced records of the run's files (one seek each), merged like the full table.
+
+        For drawing a big run at once while it loads: the curves show at most ~2,000 points per
+        run anyway. Cached until the files change.
+        """
+        points = points or PREVIEW_POINTS
+        key = self._sizes()
+        hit = self._preview
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        files, kind = self.metric_files()
+        store = MetricsStore()
+        total = sum(size for _, size, _ in key) or 1
+        for launch, (path, size, _) in enumerate(key):
+            k = max(2, int(points * size / total))
+            lines = _sample_lines(Path(path), size, k)
+            if not lines:
+                continue
+            data = b"\n".join(lines) + b"\n"
+            if kind == "jsonl":
+                # One pyarrow read of the ~2,000 sampled lines (line by line only if one of them is odd).
+                block, _, _ = parse_jsonl_block(data, 1, path)
+            else:
+                block, _, _ = parse_console_block(data, 1, path, ConsoleState())
+                block.launch = None
+            store.upsert(block, launch)
+        self._preview = (key, store)
+        return store
+
+    def preview_frame(self, keys: list[str] | None = None) -> pd.DataFrame:
+        store = self.preview()
+        df = store.frame(keys)
+        df[WALL] = self._wall_for(store)
+        return df
+
+    def wall_times(self) -> np.ndarray:
+        """Estimated unix time each loaded step finished (cached per table version)."""
+        with self.lock:
+            if self.store is None:
+                return np.zeros(0)
+            if self._wall is not None and self._wall[0] == self.version:
+                return self._wall[1]
+            wall = self._wall_for(self.store)
+            self._wall = (self.version, wall)
+            return wall
+
+    def _launch_times(self) -> dict[int, tuple[float | None, float | None]]:
+        """launch index -> (start, end) unix seconds.
+
+        JSONL: the run.json record whose metrics_file is that file (start, end), else the start in
+        the file name (metrics/<YYYYmmdd-HHMMSS>.jsonl) and the file's last write as its end (the
+        file logger writes once per step, so its mtime is when the last step finished).
+        Console logs: the launcher's header lines (start only).
+        """
+        files, kind = self.metric_files()
+        times: dict[int, tuple[float | None, float | None]] = {}
+        if kind == "jsonl":
+            run_json, _ = read_run_json(self.run_dir)
+            by_file = {}
+            for launch in (run_json or {}).get("launches") or []:
+                if isinstance(launch, dict) and isinstance(launch.get("metrics_file"), str):
+                    by_file[str((self.run_dir / launch["metrics_file"]).resolve())] = launch
+            for i, path in enumerate(files):
+                rec = by_file.get(str(path.resolve()), {})
+                start = _ts(rec.get("started")) or _file_timestamp(path)
+                end = _ts(rec.get("ended"))
+                try:
+                    # The file's last write is its last step; "ended" may come much later (a hang
+                    # before a crash, the checkpoint merge): the earlier of the two.
+                    mtime = path.stat().st_mtime
+                    end = mtime if end is None else min(end, mtime)
+                except OSError:
+                    pass
+                times[i] = (start, end)
+            return times
+        for i, path in enumerate(files):
+            src = self.sources.get(path)
+            for h, header in enumerate(src.console.launches if src else []):
+                times[i * 10_000 + h] = (header["started"].timestamp() if header.get("started") else None, None)
+        return times
+
+    def _wall_for(self, store: MetricsStore) -> np.ndarray:
+        """Within a launch, a step ends at the launch's end minus the timing_s/step of the steps
+        after it (or at its start plus the cumulative timing_s/step when the end is unknown);
+        without timing_s/step the launch's steps are spread evenly over its span."""
+        n = store.n
+        if n == 0:
+            return np.zeros(0)
+        times = self._launch_times()
+        last_write = self.last_write_time() or time.time()
+        wall = np.full(n, np.nan)
+        launch_col = store.launch
+        step_time = store.column("timing_s/step") if "timing_s/step" in store.keys else None
+        for launch in np.unique(launch_col):
+            idx = np.flatnonzero(launch_col == launch)
+            start, end = times.get(int(launch), (None, None))
+            # Steps of this launch that a resumed launch logged again came after the ones kept.
+            lost_s, lost_rows = store.superseded.get(int(launch), (0.0, 0))
+            secs = None
+            if step_time is not None:
+                raw = step_time[idx]
+                finite = np.isfinite(raw) & (raw >= 0)
+                if finite.any():
+                    secs = np.where(finite, raw, float(np.median(raw[finite])))
+            if secs is not None:
+                if end is None and start is None:
+                    end = last_write
+                if end is not None:
+                    after = np.cumsum(secs[::-1])[::-1] - secs
+                    wall[idx] = end - lost_s - after
+                else:
+                    wall[idx] = start + np.cumsum(secs)
+            else:
+                stop = end or last_write
+                begin = start if start is not None else stop - len(idx) - lost_rows
+                wall[idx] = np.linspace(begin, stop, num=len(idx) + lost_rows + 1)[1: len(idx) + 1]
+        with np.errstate(invalid="ignore", over="ignore"):
+            wall[~np.isfinite(wall)] = np.nan
+        return wall
 
     def last_write_time(self) -> float | None:
+        files, _ = self.metric_files()
         mtimes = []
-        for path in [*self.files, self.run_dir / "run.json"]:
+        for path in [*files, self.run_dir / "run.json"] if self.only_file is None else files:
             try:
                 mtimes.append(path.stat().st_mtime)
             except OSError:
                 pass
         return max(mtimes) if mtimes else None
 
-    def corrupt(self) -> tuple[int, list[str]]:
-        """(count of corrupt lines, a few examples 'file:line: reason')."""
+    def corrupt(self) -> tuple[int | None, list[str]]:
+        """(corrupt lines in the parsed files, or None before a full parse; a few 'file:line: why')."""
+        if self.store is None:
+            return None, []
         count, examples = 0, []
-        for f in self.files.values():
-            count += f.corrupt_count
-            examples += [f"{Path(c.path).name}:{c.line_no}: {c.reason}" for c in f.corrupt_examples]
+        for src in list(self.sources.values()):
+            count += src.corrupt_count
+            examples += [f"{Path(c.path).name}:{c.line_no}: {redact(c.reason)}" for c in src.examples]
         return count, examples
 
-    # ---- status ------------------------------------------------------------------------
-    def method(self) -> str:
-        run_json, _ = read_run_json(self.run_dir)
+    # ---- the tail ------------------------------------------------------------------------
+    def summary(self) -> RunSummary:
+        """Last step, last reward/loss and recent step time from the newest file's last 256 KB."""
+        files, kind = self.metric_files()
+        key = self._sizes()
+        if self._tail is not None and self._tail[0] == key:
+            return self._tail[1]
+        out = RunSummary()
+        times = []
+        for path in reversed(files):
+            records = []
+            for line in read_tail_lines(path, TAIL_BYTES):
+                if kind == "log" and b"==== launch" in line:
+                    header = parse_launch_header(line)
+                    if header and header.get("method"):
+                        out.method_hint = header["method"]
+                    continue
+                try:
+                    parsed = parse_jsonl_line(line) if kind == "jsonl" else parse_console_line(line)
+                except ValueError:
+                    out.corrupt_in_tail += 1
+                    continue
+                if parsed is not None:
+                    records.append(parsed)
+            if not records:
+                continue
+            out.last_step = max(step for step, _ in records)
+            for step, metrics in records:
+                out.keys.update(metrics)
+                for k, v in metrics.items():
+                    if math.isfinite(v):
+                        out.last[k] = v
+                if "timing_s/step" in metrics and math.isfinite(metrics["timing_s/step"]):
+                    times.append(metrics["timing_s/step"])
+            break
+        if times:
+            out.step_time = float(np.median(times[-20:]))
+        self._tail = (key, out)
+        return out
+
+    def error_lines(self) -> list[str]:
+        """The last error printed into the run's console log (train.log), redacted."""
+        if self.only_file is not None:
+            return []
+        logs = sorted(p for p in self.run_dir.glob("*.log") if _safe_file(p, self.root))
+        if not logs:
+            return []
+        log = max(logs, key=lambda p: p.stat().st_mtime)
+        st = log.stat()
+        key = (str(log), st.st_size, st.st_mtime)
+        if self._errors_cache is not None and self._errors_cache[0] == key:
+            return self._errors_cache[1]
+        lines = read_error_lines(log)
+        self._errors_cache = (key, lines)
+        return lines
+
+    # ---- status --------------------------------------------------------------------------
+    def method(self, summary: RunSummary | None = None, run_json: dict | None = None) -> str:
         if run_json and run_json.get("method") in _METHODS:
             return run_json["method"]
-        for f in self.files.values():
-            for header in reversed(f.launches):
-                if header.get("method"):
-                    return header["method"]
-        df = self.metrics()
-        if "train/loss" in df and not any(c.startswith("critic/") for c in df.columns):
+        summary = summary or self.summary()
+        if summary.method_hint in _METHODS:
+            return summary.method_hint
+        if self.only_file is None and not summary.method_hint:
+            log = self.run_dir / "train.log"
+            for line in read_tail_lines(log, TAIL_BYTES) if log.is_file() and _safe_file(log, self.root) else []:
+                header = parse_launch_header(line) if b"==== launch" in line else None
+                if header and header.get("method") in _METHODS:
+                    summary.method_hint = header["method"]
+            if summary.method_hint in _METHODS:
+                return summary.method_hint
+        keys = summary.keys
+        if "train/loss" in keys and not any(k.startswith("critic/") for k in keys):
             return "sft"
-        if "critic/vf_loss" in df:
+        if "critic/vf_loss" in keys:
             return "ppo"
         return "unknown"
 
     def status(self, now: float | None = None) -> RunStatus:
         now = time.time() if now is None else now
-        df = self.metrics()
+        summary = self.summary()
         problems = list(self.refused)
-        run_json, run_json_problem = read_run_json(self.run_dir)
+        run_json, run_json_problem = read_run_json(self.run_dir) if self.only_file is None else (None, None)
         if run_json_problem:
             problems.append(run_json_problem)
-        total = None
-        if run_json and isinstance(run_json.get("total_steps"), int):
-            total = run_json["total_steps"]
-        if total is None:
-            total = _read_total_steps_from_config(self.run_dir)
-        step = int(df[STEP].iloc[-1]) if not df.empty else None
-        reward = None
-        for key in ("critic/score/mean", "critic/rewards/mean"):
-            if key in df and df[key].notna().any():
-                reward = float(df[key].dropna().iloc[-1])
-                break
-
+        if self.load_error:
+            problems.append(self.load_error)
+        store = self.store
+        if store is not None and store.dropped_count:
+            problems.append(f"{store.dropped_count} metric key(s) past the first {MAX_KEYS} were not read, e.g. "
+                            + ", ".join(sorted(k[:60] for k in store.dropped_keys)))
+        total = _positive_int((run_json or {}).get("total_steps"))
+        if total is None and self.only_file is None:
+            total = read_run_config(self.run_dir).get("total_training_steps")
+        step = summary.last_step
+        reward = next((summary.last[k] for k in REWARD_KEYS if k in summary.last), None)
         status, detail = self._status_from_run_json(run_json) if run_json else (None, "")
         if status is None:
             status, detail = self._status_inferred(step, total, now)
-        elapsed = self._elapsed(run_json, now)
+        errors = self.error_lines() if status in ("failed", "unknown") else []
+        if status == "failed" and errors:
+            detail += f": {errors[-1][:200]}"
+        elapsed = self._elapsed(run_json, now, summary)
         eta = None
         if status == "running" and total and step is not None and total > step:
-            eta = self._seconds_per_step(df) * (total - step)
+            eta = _seconds_per_step(summary) * (total - step)
         count, examples = self.corrupt()
         if count:
             problems.append(f"{count} corrupt line(s) skipped, e.g. " + "; ".join(examples[:3]))
-        return RunStatus(self.name, self.method(), status, detail, step, total, reward, elapsed, eta, count, problems)
+        elif count is None and summary.corrupt_in_tail:
+            problems.append(f"{summary.corrupt_in_tail} corrupt line(s) among the last records")
+        n_errors = 0
+        if self.reward_errors is not None:
+            self.reward_errors.refresh()
+            n_errors = self.reward_errors.count
+        return RunStatus(self.name, self.method(summary, run_json), status, detail, step, total, reward, elapsed, eta,
+                         count, problems, last_loss=summary.last.get("train/loss"),
+                         last_val_loss=summary.last.get("val/loss"), reward_errors=n_errors, error_lines=errors)
 
     def _status_from_run_json(self, run_json: dict) -> tuple[str | None, str]:
         launches = [x for x in run_json.get("launches") or [] if isinstance(x, dict)]
@@ -390,23 +806,28 @@ class RunState:
         if last.get("ended") is not None or code is not None:
             if code == 0:
                 return "finished", f"launch {len(launches)} exited 0"
-            return "failed", f"launch {len(launches)} exited with code {code}"
+            return "failed", f"launch {len(launches)} exited with code {str(code)[:20]}"
         pid, host = last.get("pid"), last.get("host")
-        if host and host != socket.gethostname():
+        if isinstance(host, str) and host and host != socket.gethostname():
             # The pid cannot be checked on another machine: judge by log activity instead.
             age = time.time() - (self.last_write_time() or 0)
             if age < self.stale_after_s:
-                return "running", f"on host {host} (not this one): last write {age:.0f} s ago"
-            return "unknown", f"on host {host} (not this one), no write for {age / 60:.0f} min"
-        if isinstance(pid, int) and _pid_alive(pid):
+                return "running", f"on host {host[:60]} (not this one): last write {age:.0f} s ago"
+            return "unknown", f"on host {host[:60]} (not this one), no write for {age / 60:.0f} min"
+        if isinstance(pid, int) and not isinstance(pid, bool) and _pid_alive(pid):
             return "running", f"pid {pid} alive"
-        return "failed", f"died: pid {pid} is gone and launch {len(launches)} never recorded an exit"
+        return "failed", f"died: pid {str(pid)[:20]} is gone and launch {len(launches)} never recorded an exit"
 
     def _status_inferred(self, step, total, now) -> tuple[str, str]:
         prefix = "no run.json, inferred from the logs: "
-        logs = [f for f in self.files.values() if f.kind == "log"]
-        if any(f.failed_after_last_launch for f in logs):
-            return "failed", prefix + "a Python traceback follows the last launch in the console log"
+        if self.only_file is None:
+            for log in self.run_dir.glob("*.log"):
+                if not _safe_file(log, self.root):
+                    continue
+                tail = read_tail_lines(log, TAIL_BYTES)
+                last_header = max((i for i, line in enumerate(tail) if b"==== launch" in line), default=-1)
+                if any(m in line for line in tail[last_header + 1:] for m in TRACEBACK_MARKERS):
+                    return "failed", prefix + "a Python traceback follows the last launch in the console log"
         if total and step is not None and step >= total:
             return "finished", prefix + f"reached step {step} of {total}"
         age = now - (self.last_write_time() or 0)
@@ -414,83 +835,140 @@ class RunState:
             return "running", prefix + f"last write {age:.0f} s ago"
         return "unknown", prefix + f"no write for {age / 60:.0f} min and no exit recorded"
 
-    def _elapsed(self, run_json: dict | None, now: float) -> float | None:
+    def _elapsed(self, run_json: dict | None, now: float, summary: RunSummary) -> float | None:
         """Seconds spent in launches (the gaps between a crash and a resume do not count)."""
-        total = 0.0
-        seen = False
+        total, seen = 0.0, False
+        launches = [x for x in (run_json or {}).get("launches") or [] if isinstance(x, dict)]
         last_write = self.last_write_time() or now
-        times = self._launch_times()
-        for i, (start, end) in enumerate(times):
+        for i, launch in enumerate(launches):
+            start, end = _ts(launch.get("started")), _ts(launch.get("ended"))
             if start is None:
                 continue
-            is_last = i == len(times) - 1
             if end is None:
-                live = run_json is not None and is_last and self._status_from_run_json(run_json)[0] == "running"
+                live = i == len(launches) - 1 and self._status_from_run_json(run_json)[0] == "running"
                 end = now if live else last_write
             total += max(0.0, end - start)
             seen = True
         if seen:
             return total
-        df = self.metrics()
-        if WALL in df and not df.empty and "timing_s/step" in df:
-            return float(np.nansum(df["timing_s/step"].to_numpy(dtype=float)))
+        times = [t for t in self._launch_times().values() if t[0] is not None and t[1] is not None]
+        if times:
+            return float(sum(max(0.0, end - start) for start, end in times))
+        if summary.last_step is not None and math.isfinite(summary.step_time):
+            return summary.last_step * summary.step_time
         return None
 
-    @staticmethod
-    def _seconds_per_step(df: pd.DataFrame) -> float:
-        """Median of the last 20 steps' timing_s/step, else the wall-time slope."""
-        if "timing_s/step" in df:
-            recent = df["timing_s/step"].tail(20).dropna()
-            if len(recent):
-                return float(recent.median())
-        if WALL in df and len(df) >= 2:
-            tail = df[[STEP, WALL]].tail(21).dropna()
-            if len(tail) >= 2 and tail[STEP].iloc[-1] > tail[STEP].iloc[0]:
-                return float((tail[WALL].iloc[-1] - tail[WALL].iloc[0]) / (tail[STEP].iloc[-1] - tail[STEP].iloc[0]))
-        return math.nan
+
+def _seconds_per_step(summary: RunSummary) -> float:
+    return summary.step_time
+
+
+def _sample_lines(path: Path, size: int, k: int) -> list[bytes]:
+    """One complete line after each of k evenly spaced offsets, plus the file's last line."""
+    out = []
+    try:
+        with open(path, "rb") as f:
+            for offset in np.linspace(0, size, num=k, endpoint=False).astype(np.int64):
+                f.seek(int(offset))
+                data = f.read(16 * 1024)
+                begin = 0 if offset == 0 else data.find(b"\n") + 1
+                if offset and begin == 0:
+                    continue
+                end = data.find(b"\n", begin)
+                while end < 0 and len(data) < 1024 * 1024:
+                    more = f.read(64 * 1024)
+                    if not more:
+                        break
+                    data += more
+                    end = data.find(b"\n", begin)
+                if end > begin:
+                    out.append(data[begin:end])
+    except OSError:
+        return out
+    tail = read_tail_lines(path, 64 * 1024)
+    if tail:
+        out.append(tail[-1])
+    return out
 
 
 class MetricsCollector:
-    """All runs under one --log_dir, refreshed incrementally. Shared by the app's handlers."""
+    """All runs under one --log_dir. Shared by the app's handlers (thread-safe)."""
 
-    def __init__(self, log_dir: str | os.PathLike, stale_after_s: float = 600.0):
+    def __init__(self, log_dir: str | os.PathLike, stale_after_s: float = 600.0, memory_budget_mb: float = 768.0,
+                 background: bool = True):
         self.log_dir = Path(log_dir)
         self.stale_after_s = stale_after_s
+        self.memory_budget = int(memory_budget_mb * 2**20)
+        self.background = background
         self.runs: dict[str, RunState] = {}
         self.refused: list[str] = []
         self._lock = threading.RLock()
+        self._created: dict[str, tuple[float, str]] = {}
+        self._queue: list[str] = []
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._last_refresh = 0.0
 
     @property
     def root(self) -> Path:
         return self.log_dir.resolve()
 
+    # ---- discovery -----------------------------------------------------------------------
     def discover(self) -> list[str]:
-        """Find run folders (new ones appear while the app is open). Returns sorted run names."""
+        """Find runs (new ones appear while the app is open). Returns sorted run names."""
         with self._lock:
             root = self.root
             if not root.is_dir():
                 return sorted(self.runs)
-            for entry in sorted(root.iterdir()):
-                if entry.name in self.runs or entry.name.startswith("."):
+            found: dict[str, tuple[Path, Path | None]] = {}
+            try:
+                entries = sorted(root.iterdir())
+            except OSError:
+                entries = []
+            for entry in entries:
+                if entry.name.startswith("."):
                     continue
                 try:
-                    run_dir = safe_run_dir(root, entry.name)
-                except UnsafePathError as exc:
+                    self._discover_entry(root, entry, found)
+                except (OSError, UnsafePathError) as exc:
                     if entry.is_symlink() and str(exc) not in self.refused:
                         self.refused.append(str(exc))
-                    continue
-                if _looks_like_run(run_dir):
-                    self.runs[entry.name] = RunState(entry.name, run_dir, root, self.stale_after_s)
+            for name, (run_dir, only_file) in found.items():
+                if name not in self.runs:
+                    self.runs[name] = RunState(name, run_dir, root, self.stale_after_s, only_file)
             # Runs deleted from the disk disappear from the dashboard.
-            for name in [n for n, r in self.runs.items() if not r.run_dir.is_dir()]:
+            for name in [n for n in self.runs if n not in found]:
                 del self.runs[name]
             return sorted(self.runs)
 
-    def refresh(self) -> list[str]:
-        """Discover runs and read what is new in each. Returns the names whose metrics changed."""
-        with self._lock:
-            self.discover()
-            return [name for name, run in self.runs.items() if run.refresh()]
+    def _discover_entry(self, root: Path, entry: Path, found: dict) -> None:
+        if entry.suffix == ".jsonl" and not entry.is_dir():
+            # --log_dir is verl's project folder itself: each <experiment>.jsonl is a run.
+            if (root / entry.stem).is_dir() or entry.name == REWARD_ERRORS_FILE:
+                return
+            if not _safe_file(entry, root):
+                raise UnsafePathError(f"{entry}: symlink pointing outside --log_dir, refused")
+            found[entry.stem] = (root, entry.resolve())
+            return
+        if not entry.is_dir():
+            return
+        run_dir = safe_run_dir(root, entry.name)
+        launcher = ((run_dir / "run.json").is_file() or any(run_dir.glob("metrics/*.jsonl"))
+                    or any(run_dir.glob("*.log")))
+        top = [p for p in sorted(run_dir.glob("*.jsonl")) if p.name != REWARD_ERRORS_FILE]
+        if launcher or not top:
+            if launcher:
+                found[entry.name] = (run_dir, None)
+            return
+        # verl's own file logger: <project>/<experiment>.jsonl, one run per experiment.
+        for path in top:
+            if _safe_file(path, root) and not _bad_name(path.stem):
+                found[f"{entry.name}/{path.stem}"] = (run_dir, path.resolve())
+            elif path.is_symlink():
+                msg = f"{path}: symlink pointing outside --log_dir, refused"
+                if msg not in self.refused:
+                    self.refused.append(msg)
 
     def get(self, name: str) -> RunState:
         """The RunState of a listed run; KeyError with the known names otherwise."""
@@ -498,42 +976,207 @@ class MetricsCollector:
             if name not in self.runs:
                 self.discover()
             if name not in self.runs:
-                known = ", ".join(sorted(self.runs)) or "none"
-                raise KeyError(f"no run named {name!r} under {self.root} (runs: {known})")
+                known = ", ".join(sorted(self.runs)[:20]) or "none"
+                raise KeyError(f"no run named {str(name)[:80]!r} under {self.root} (runs: {known})")
             return self.runs[name]
 
-    def metrics(self, name: str) -> pd.DataFrame:
+    def run_order(self) -> list[str]:
+        """Run names by creation (first launch start; else the name): a new run goes last, so a
+        colour picked by this position stays the same whatever else is selected."""
+        names = self.discover()
+        for name in names:
+            if name not in self._created:
+                self._created[name] = (self._creation_time(self.runs[name]), name)
+        return sorted(names, key=lambda n: self._created[n])
+
+    @staticmethod
+    def _creation_time(run: RunState) -> float:
+        try:
+            if run.only_file is None:
+                run_json, _ = read_run_json(run.run_dir)
+                for launch in (run_json or {}).get("launches") or []:
+                    start = _ts(launch.get("started")) if isinstance(launch, dict) else None
+                    if start is not None:
+                        return start
+            files, _ = run.metric_files()
+            stamps = [t for t in (_file_timestamp(p) for p in files) if t is not None]
+            if stamps:
+                return min(stamps)
+        except Exception:  # creation order is cosmetic: never fail on it
+            pass
+        return math.inf
+
+    # ---- reading -------------------------------------------------------------------------
+    def refresh(self) -> list[str]:
+        """Discover runs and read what is new in each loaded one. Returns the names that are new
+        or whose loaded table changed."""
         with self._lock:
-            run = self.get(name)
-            if run._df is None:
-                run.refresh()
-            return run.metrics()
+            before = set(self.runs)
+            self.discover()
+            runs = list(self.runs.items())
+            self._last_refresh = time.monotonic()
+        changed = [name for name in self.runs if name not in before]
+        for name, run in runs:
+            if run.store is None:
+                continue
+            if not run.lock.acquire(blocking=False):
+                continue  # the background loader has it; its result bumps the version anyway
+            try:
+                if run.load():
+                    changed.append(name)
+            finally:
+                run.lock.release()
+        return changed
+
+    def refresh_if_stale(self, min_interval_s: float = 1.0) -> None:
+        """refresh() unless one ran in the last second (every tab's timer asks at once)."""
+        if time.monotonic() - self._last_refresh >= min_interval_s:
+            self.refresh()
+
+    def metrics(self, name: str) -> pd.DataFrame:
+        """The full table of one run (parsed now if needed)."""
+        run = self.get(name)
+        with run.lock:
+            run.load()
+            df = run.frame(None)
+        self._evict(keep=name)
+        return df
+
+    def frames(self, names: list[str], keys: list[str] | None = None,
+               wait: bool = False) -> dict[str, tuple[pd.DataFrame, bool]]:
+        """{run: (table with the requested keys, is_preview)} for drawing.
+
+        Runs already loaded or small enough are read now; a big unloaded run comes from its
+        preview and is queued for the background loader (wait=True parses it now instead).
+        A run that cannot be read is left out (its problem shows on the Runs tab).
+        """
+        out = {}
+        for name in names or []:
+            try:
+                run = self.get(name)
+            except KeyError:
+                continue
+            try:
+                if run.store is None and (wait or not self.background or run.total_bytes() <= SYNC_LOAD_BYTES):
+                    run.load()
+                    self._evict(keep=name)
+                if run.store is not None:
+                    out[name] = (run.frame(keys), False)
+                else:
+                    self.request_load([name])
+                    out[name] = (run.preview_frame(keys), True)
+            except Exception as exc:  # noqa: BLE001 - one bad run must not take the others down
+                run.load_error = f"drawing failed: {type(exc).__name__}: {redact(str(exc))[:300]}"
+        return out
+
+    def columns(self, names: list[str]) -> list[str]:
+        keys: dict[str, None] = {}
+        for name in names or []:
+            try:
+                keys.update(dict.fromkeys(self.get(name).columns()))
+            except Exception:  # noqa: BLE001
+                continue
+        return list(keys)
 
     def statuses(self) -> list[RunStatus]:
-        with self._lock:
-            self.discover()
-            out = []
-            for run in self.runs.values():
-                if run._df is None:
-                    run.refresh()
+        """Every run's status from its tail (no run is parsed in full for this)."""
+        out = []
+        for name in self.discover():
+            run = self.runs.get(name)
+            if run is None:
+                continue
+            try:
                 out.append(run.status())
-            return sorted(out, key=lambda s: s.name)
+            except Exception as exc:  # noqa: BLE001 - one bad run must not take the others down
+                out.append(RunStatus(name, "unknown", "unreadable", f"{type(exc).__name__}: {redact(str(exc))[:200]}",
+                                     None, None, None, None, None, None,
+                                     [f"reading this run failed: {type(exc).__name__}: {redact(str(exc))[:300]}"]))
+        return sorted(out, key=lambda s: s.name)
 
     def any_running(self) -> bool:
         return any(s.status == "running" for s in self.statuses())
 
+    # ---- background loading and the memory budget ---------------------------------------
+    def request_load(self, names: list[str]) -> None:
+        """Queue runs for a full parse by the background thread (one at a time)."""
+        with self._cond:
+            for name in names:
+                if name not in self._queue:
+                    self._queue.append(name)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loader, name="monitor-loader", daemon=True)
+                self._thread.start()
+            self._cond.notify()
 
-def _looks_like_run(run_dir: Path) -> bool:
-    return (
-        (run_dir / "run.json").is_file()
-        or any(run_dir.glob("metrics/*.jsonl"))
-        or any(run_dir.glob("*.jsonl"))
-        or any(run_dir.glob("*.log"))
-    )
+    def pending(self) -> list[str]:
+        with self._cond:
+            return list(self._queue)
+
+    def _loader(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait(timeout=30)
+                    if not self._queue:
+                        return
+                if self._closed:
+                    return
+                name = self._queue[0]
+            run = self.runs.get(name)
+            try:
+                if run is not None and run.store is None:
+                    run.load()
+                    self._evict(keep=name)
+                # pyarrow's allocator keeps freed blocks for reuse: hand them back (~30 MB a run).
+                pa.default_memory_pool().release_unused()
+            except Exception:  # noqa: BLE001 - load() records its own errors
+                pass
+            finally:
+                with self._cond:
+                    if name in self._queue:
+                        self._queue.remove(name)
+                    self._cond.notify_all()
+
+    def wait_loaded(self, timeout: float = 60.0) -> bool:
+        """Block until the background queue is empty (tests, benchmarks)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._queue:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(timeout=left)
+        return True
+
+    def _evict(self, keep: str | None = None) -> None:
+        """Drop the least recently used tables while the loaded ones pass the memory budget."""
+        loaded = [(r.last_used, n, r) for n, r in list(self.runs.items()) if r.store is not None]
+        total = sum(r.store.nbytes for _, _, r in loaded if r.store is not None)
+        for _, name, run in sorted(loaded):
+            if total <= self.memory_budget:
+                break
+            if name == keep or not run.lock.acquire(blocking=False):
+                continue
+            try:
+                if run.store is not None:
+                    total -= run.store.nbytes
+                    run.drop()
+            finally:
+                run.lock.release()
+
+    def loaded_bytes(self) -> int:
+        return sum(r.store.nbytes for r in list(self.runs.values()) if r.store is not None)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
 
 # ---- samples ------------------------------------------------------------------------------
 SAMPLE_KINDS = {"rollout": "rollout", "validation": "validation"}
+# A dump of 512 prompts x 16 responses x 4 KB is ~32 MB; past 256 MB a dump is not read whole.
+MAX_DUMP_BYTES = 256 * 2**20
 
 
 def read_sample_steps(run_dir: str | os.PathLike, kind: str) -> list[int]:
@@ -548,7 +1191,7 @@ def read_sample_steps(run_dir: str | os.PathLike, kind: str) -> list[int]:
     folder = Path(run_dir) / SAMPLE_KINDS[kind]
     if not folder.is_dir():
         return []
-    return sorted(int(p.stem) for p in folder.glob("*.jsonl") if p.stem.isdigit())
+    return sorted(int(p.stem) for p in folder.glob("*.jsonl") if p.stem.isdigit() and len(p.stem) < 16)
 
 
 def read_samples(run_dir: str | os.PathLike, kind: str, step: int) -> tuple[pd.DataFrame, int]:
@@ -557,7 +1200,7 @@ def read_samples(run_dir: str | os.PathLike, kind: str, step: int) -> tuple[pd.D
     Input:  a run folder, kind ("rollout" | "validation") and a step listed by read_sample_steps.
     Output: (DataFrame with columns input, output, gts, score, step and verl's reward extra-info
             keys such as uid or acc; number of corrupt lines skipped). A last line still being
-            written is not read.
+            written is not read; a dump over 256 MB is read only in its first 256 MB.
     Raises FileNotFoundError when that step has no dump.
     """
     if kind not in SAMPLE_KINDS:
@@ -566,7 +1209,8 @@ def read_samples(run_dir: str | os.PathLike, kind: str, step: int) -> tuple[pd.D
     path = run_dir / SAMPLE_KINDS[kind] / f"{int(step)}.jsonl"
     if not path.is_file() or not _inside(path.resolve(), run_dir.resolve().parent):
         raise FileNotFoundError(f"{path}: no {kind} dump for step {step}")
-    data = path.read_bytes()
+    with open(path, "rb") as f:
+        data = f.read(MAX_DUMP_BYTES)
     end = data.rfind(b"\n")
     records, corrupt = [], 0
     for line in data[: end + 1].split(b"\n"):
@@ -581,7 +1225,7 @@ def read_samples(run_dir: str | os.PathLike, kind: str, step: int) -> tuple[pd.D
             corrupt += 1
             continue
         records.append(obj)
-    df = pd.DataFrame.from_records(records)
+    df = pd.DataFrame.from_records(records) if records else pd.DataFrame()
     for col in ("input", "output", "gts", "score", "step"):
         if col not in df:
             df[col] = None
@@ -675,18 +1319,19 @@ def _nvidia_smi_stats() -> tuple[list[dict], str]:
 
 
 def format_duration(seconds: float | None) -> str:
-    """1234.5 -> '20m 34s'; None/NaN -> '-'."""
-    if seconds is None or not math.isfinite(seconds):
+    """1234.5 -> '20m 34s'; None/NaN -> '-'; absurd values (over 10 years) -> '> 10 years'."""
+    if seconds is None or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
         return "-"
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
+    if seconds > 10 * 365 * 86400:
+        return "> 10 years"
+    seconds = int(round(max(0.0, seconds)))
+    d, rem = divmod(seconds, 86400)
+    h, rem = divmod(rem, 3600)
     m, s = divmod(rem, 60)
+    if d:
+        return f"{d}d {h:02d}h"
     if h:
         return f"{h}h {m:02d}m"
     if m:
         return f"{m}m {s:02d}s"
     return f"{s}s"
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)

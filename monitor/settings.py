@@ -3,8 +3,8 @@
 Offers:
     DEFAULT_CONFIG_PATH   monitor/config.yaml next to this file.
     load_config(path) -> dict with refresh_seconds, stale_after_seconds, max_points_per_curve,
-                          metric_names (dict) and alerts (thresholds dict, checked against
-                          monitor.alerts.DEFAULT_THRESHOLDS).
+                          smoothing, memory_budget_mb, metric_names (dict) and alerts (thresholds
+                          dict, checked against monitor.alerts.DEFAULT_THRESHOLDS).
 Raises ConfigError naming the file and key for anything malformed.
 """
 
@@ -25,6 +25,8 @@ _DEFAULTS = {
     "refresh_seconds": 5.0,
     "stale_after_seconds": 600.0,
     "max_points_per_curve": 2000,
+    "smoothing": 0.8,
+    "memory_budget_mb": 768,
     "metric_names": {},
     "alerts": {},
 }
@@ -53,10 +55,13 @@ def load_config(path: str | Path | None = None) -> dict:
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {unknown}; known keys: {sorted(_DEFAULTS)}")
     cfg = {**_DEFAULTS, **raw}
-    for key in ("refresh_seconds", "stale_after_seconds", "max_points_per_curve"):
+    for key in ("refresh_seconds", "stale_after_seconds", "max_points_per_curve", "memory_budget_mb"):
         value = cfg[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
             raise ConfigError(f"{path}: {key} must be a positive number, got {value!r}")
+    smoothing = cfg["smoothing"]
+    if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0 <= smoothing < 1:
+        raise ConfigError(f"{path}: smoothing must be a number in [0, 1), got {smoothing!r}")
     cfg["max_points_per_curve"] = int(cfg["max_points_per_curve"])
     names = cfg["metric_names"] or {}
     if not isinstance(names, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in names.items()):

@@ -3,7 +3,7 @@ fallback nvidia-smi), and a clear "No GPU visible" state with the reason.
 
 Offers:
     read_gpu_table() -> (DataFrame, status markdown)
-    build(demo, collector, config, timer) -> dict of components
+    build(demo, collector, config, timer, active) -> dict of components
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ def read_gpu_table() -> tuple[pd.DataFrame, str]:
     return df.round(1), f"{len(rows)} GPU(s) via {source}: {used:.1f} / {total:.1f} GiB used."
 
 
-def build(demo: gr.Blocks, collector: MetricsCollector, config: dict, timer: gr.Timer) -> dict:
-    with gr.Tab("GPU", id="gpu"):
-        status = gr.Markdown()
+def build(demo: gr.Blocks, collector: MetricsCollector, config: dict, timer: gr.Timer, active: gr.State) -> dict:
+    with gr.Tab("GPU", id="gpu") as tab:
+        status = gr.Markdown(elem_id="gpu-status")
         table = gr.Dataframe(headers=GPU_COLUMNS, interactive=False, label="GPUs")
         refresh = gr.Button("Refresh", size="sm")
 
@@ -38,12 +38,13 @@ def build(demo: gr.Blocks, collector: MetricsCollector, config: dict, timer: gr.
 
     refresh.click(handler, outputs=[table, status], api_name="gpu")
 
-    def tick():
-        # Poll the driver only while a run is live (NVML init costs ~50 ms); else keep the view.
-        if collector.any_running():
+    def tick(tab_id):
+        # Poll the driver only while this tab is in front and a run is live (NVML init costs ~50 ms).
+        if tab_id == "gpu" and collector.any_running():
             return read_gpu_table()
         return gr.skip(), gr.skip()
 
     demo.load(handler, outputs=[table, status], api_name=False)
-    timer.tick(tick, outputs=[table, status], api_name=False, show_progress="hidden")
+    timer.tick(tick, inputs=[active], outputs=[table, status], api_name=False, show_progress="hidden")
+    tab.select(lambda: "gpu", outputs=[active], api_name=False).then(handler, outputs=[table, status], api_name=False)
     return {"table": table, "status": status}

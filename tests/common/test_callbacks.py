@@ -32,11 +32,11 @@ def verl_stream(path: Path, rows: list[dict], monkeypatch) -> None:
     tracker.logger["file"].finish()
 
 
-def make_ctx(tmp_path: Path, lines: list[str], **settings) -> Context:
+def make_ctx(tmp_path: Path, lines: list[str], train_batch_size: int | None = None, **settings) -> Context:
     return Context(
         run_dir=tmp_path, checkpoints_dir=tmp_path / "checkpoints", metrics_file=tmp_path / "m.jsonl",
         settings=Settings(**settings), save_freq=settings.pop("save_freq", 2) if "save_freq" in settings else 2,
-        out=lines.append,
+        out=lines.append, train_batch_size=train_batch_size, rollout_n=8 if train_batch_size else None,
     )
 
 
@@ -151,3 +151,108 @@ def test_end_of_run_export_and_eval_on_a_real_verl_checkpoint(tmp_path):
     from openpyxl import load_workbook
 
     assert "Results" in load_workbook(report).sheetnames
+
+
+EVICTED = "training/filter_groups/evicted_samples"
+
+# DAPO dynamic sampling with train_batch_size = 64: share = evicted / (evicted + 64); 1216 -> 95%.
+DYNAMIC_SAMPLING_STOPS = [
+    # (evicted groups per step, settings, stop requested?)
+    ([1216] * 5, {}, True),  # why: 95% filtered for 5 consecutive steps (the defaults)
+    ([1216] * 4, {}, False),  # why: 4 steps is below DYNAMIC_SAMPLING_STOP_STEPS=5
+    ([1216, 1216, 0, 1216, 1216, 1216], {}, False),  # why: a step that kept its groups resets the count
+    ([600] * 6, {}, False),  # why: 90% filtered is below 0.95
+    ([600] * 3, {"dynamic_sampling_stop_share": 0.9, "dynamic_sampling_stop_steps": 3}, True),  # why: knobs honoured
+    ([5000] * 8, {"dynamic_sampling_stop_share": 0.0}, False),  # why: 0 turns the stop off
+]
+
+
+@pytest.mark.parametrize("evicted,settings,stops", DYNAMIC_SAMPLING_STOPS)
+def test_dynamic_sampling_share_stop(tmp_path, monkeypatch, evicted, settings, stops):
+    lines = []
+    ctx = make_ctx(tmp_path, lines, train_batch_size=64, **settings)
+    verl_stream(ctx.metrics_file, [{EVICTED: e, "timing_s/step": 30.0} for e in evicted], monkeypatch)
+    Watcher(ctx).poll()
+    assert (ctx.stop_reason is not None) == stops, lines
+    if stops:
+        # why: the message names the knob and what to do about it
+        assert "DYNAMIC_SAMPLING_STOP_SHARE" in ctx.stop_reason and "DYNAMIC_SAMPLING=false" in ctx.stop_reason
+        assert "ROLLOUT_N" in ctx.stop_reason and ctx.stop_at_step == len(evicted)  # after the next checkpoint
+
+
+def test_dynamic_sampling_stall_stops_at_once(tmp_path, monkeypatch):
+    # why: verl 0.9.1 regenerates filtered groups without a bound and logs nothing meanwhile
+    lines, stopped, now = [], [], [1000.0]
+    ctx = make_ctx(tmp_path, lines, train_batch_size=64)
+    verl_stream(ctx.metrics_file, [{EVICTED: e, "timing_s/step": 30.0} for e in (10, 20, 192)], monkeypatch)
+    watcher = Watcher(ctx, terminate=lambda: stopped.append(True), clock=lambda: now[0])
+    watcher.poll()
+    now[0] += 10 * 30.0 - 1  # just under 10 x the median step time
+    watcher.poll()
+    assert stopped == []
+    now[0] += 2
+    watcher.poll()
+    assert stopped == [True] and "DYNAMIC_SAMPLING_STALL_FACTOR=10" in ctx.stop_reason
+    assert "75%" in ctx.stop_reason and ctx.stop_at_step is None
+
+
+def test_no_stall_stop_after_light_filtering_or_without_dapo(tmp_path, monkeypatch):
+    for rows in ([{EVICTED: 10, "timing_s/step": 30.0}] * 3, [{"actor/pg_loss": 0.1, "timing_s/step": 30.0}] * 3):
+        lines, now = [], [0.0]
+        ctx = make_ctx(tmp_path, lines, train_batch_size=64)
+        ctx.metrics_file.unlink(missing_ok=True)
+        verl_stream(ctx.metrics_file, rows, monkeypatch)
+        watcher = Watcher(ctx, clock=lambda: now[0])
+        watcher.poll()
+        now[0] += 3600  # an hour without a step: slow, but not dynamic sampling's doing
+        watcher.poll()
+        assert ctx.stop_reason is None
+
+
+@pytest.mark.parametrize("env,words", [
+    ({"DYNAMIC_SAMPLING_STOP_SHARE": "1.5"}, "DYNAMIC_SAMPLING_STOP_SHARE=1.5 must be a share"),
+    ({"DYNAMIC_SAMPLING_STOP_STEPS": "0"}, "DYNAMIC_SAMPLING_STOP_STEPS=0 must be at least 1"),
+    ({"DYNAMIC_SAMPLING_STALL_FACTOR": "-1"}, "DYNAMIC_SAMPLING_STALL_FACTOR=-1 must be >= 0"),
+    ({"DYNAMIC_SAMPLING_STOP_SHARE": "most"}, "DYNAMIC_SAMPLING_STOP_SHARE='most' is not a number"),
+])
+def test_dynamic_sampling_knobs_checked(env, words):
+    from common.knobs import ConfigError
+
+    with pytest.raises(ConfigError, match=words):
+        Settings.from_env(env)
+    defaults = Settings.from_env({})
+    assert (defaults.dynamic_sampling_stop_share, defaults.dynamic_sampling_stop_steps,
+            defaults.dynamic_sampling_stall_factor) == (0.95, 5, 10.0)
+
+
+def test_on_end_writes_plots_and_a_plot_failure_changes_nothing(tmp_path, monkeypatch):
+    lines = []
+    ctx = make_ctx(tmp_path, lines, export_after_train=False)
+    verl_stream(ctx.metrics_file, [{"critic/score/mean": s / 10, "actor/pg_loss": 0.1} for s in range(1, 8)], monkeypatch)
+    result = on_end(1, ctx)
+    assert (tmp_path / "plots" / "overview.png").is_file() and "plots" in result
+    assert any("plots of the main curves" in line for line in lines)
+    import monitor.plots
+
+    def broken(run_dir):
+        raise RuntimeError("no fonts")
+
+    monkeypatch.setattr(monitor.plots, "write_run_plots", broken)
+    lines.clear()
+    assert "plots" not in on_end(0, ctx)  # why: a plotting failure is logged, never raised
+    assert any("writing plots" in line and "RuntimeError: no fonts" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_context_reads_the_batch_sizes_from_verls_config(tmp_path):
+    # why: the dynamic-sampling share needs train_batch_size from the config the run really uses
+    from types import SimpleNamespace
+
+    from common.callbacks import context_for
+    from tests.launch_helpers import dry_run, resolved_config
+
+    result = dry_run("dapo", env={"OUTPUT_DIR": str(tmp_path), "TRAIN_BATCH_SIZE": "32", "ROLLOUT_N": "8"})
+    assert result.returncode == 0, result.stderr
+    cfg = resolved_config(result.stdout)
+    ctx = context_for(SimpleNamespace(run_dir=tmp_path, metrics_file=tmp_path / "m.jsonl"), cfg, {})
+    assert (ctx.train_batch_size, ctx.rollout_n) == (32, 8)

@@ -5,6 +5,8 @@
 `write_verl_run` drives verl.utils.tracking.Tracking with the console and file backends (file ->
 metrics/<ts>.jsonl through VERL_FILE_LOGGER_PATH, console captured into train.log), in the
 launcher's folder layout (run.json, train.log with "==== launch ... ====" headers).
+`write_reward_errors` writes the reward guard's reward_errors.jsonl in its documented format;
+`write_run_config` the resolved config.yaml keys the dashboard reads.
 """
 
 from __future__ import annotations
@@ -119,18 +121,50 @@ def write_verl_run(
     return run_dir
 
 
-def write_dump(run_dir: Path, kind: str, step: int, n: int = 8, seed: int = 0) -> Path:
-    """A generation dump in the exact layout of verl's _write_generations (json.dumps per line)."""
+def write_dump(run_dir: Path, kind: str, step: int, n: int = 8, seed: int = 0, group: int = 4) -> Path:
+    """A generation dump in the exact layout of verl's _write_generations (json.dumps per line): prompts
+    of `group` responses each, uid "<prompt uid>_<rollout>_<output>" as verl's rollout dump writes it."""
     folder = run_dir / kind
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed + step)
     path = folder / f"{step}.jsonl"
     with open(path, "w") as f:
         for i in range(n):
+            g = i // group
             score = float(rng.integers(0, 2))
-            entry = {"input": f"user\nWhat is {i} + {step}?\nassistant\n", "output": f"<think>add</think> \\boxed{{{i + step if score else 0}}}",
-                     "gts": str(i + step), "score": score, "step": step, "acc": bool(score), "uid": f"u{i // 4}_{i % 4}_0"}
+            entry = {"input": f"user\nWhat is {g} + {step}?\nassistant\n",
+                     "output": f"<think>add {g} and {step}\nstep by step</think>\nThe answer is \\boxed{{{g + step if score else 0}}}",
+                     "gts": str(g + step), "score": score, "step": step, "acc": bool(score),
+                     "uid": f"u{g}_{i % group}_0"}
             f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    return path
+
+
+def write_reward_errors(run_dir: Path, entries: list[dict]) -> Path:
+    """reward_errors.jsonl: one {"time", "kind", "data_source", "error", "excerpt", "first"} per entry;
+    entries give "time" as a datetime (others default), "first" is set on each distinct error's first line."""
+    seen = set()
+    path = run_dir / "reward_errors.jsonl"
+    with open(path, "a") as f:
+        for e in entries:
+            error = e.get("error", "ValueError: could not parse the answer")
+            kind = e.get("kind", "exception")
+            rec = {"time": e["time"].strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "kind": kind,
+                   "data_source": e.get("data_source", "openai/gsm8k"), "error": error,
+                   "excerpt": e.get("excerpt", "The answer is \\boxed{4"), "first": (kind, error) not in seen}
+            seen.add((kind, error))
+            f.write(json.dumps(rec) + "\n")
+    return path
+
+
+def write_run_config(run_dir: Path, train_batch_size: int = 8, n: int = 4, total_steps: int | None = None) -> Path:
+    """The launcher's resolved config.yaml, reduced to the keys the dashboard reads."""
+    import yaml
+
+    cfg = {"data": {"train_batch_size": train_batch_size}, "actor_rollout_ref": {"rollout": {"n": n}},
+           "trainer": {"total_training_steps": total_steps}}
+    path = run_dir / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
     return path
 
 
@@ -151,4 +185,4 @@ def make_dump():
     return write_dump
 
 
-__all__ = ["grpo_metrics", "write_verl_run", "write_dump", "math"]
+__all__ = ["grpo_metrics", "write_verl_run", "write_dump", "write_reward_errors", "write_run_config", "math"]

@@ -1,4 +1,4 @@
-"""Parsers of verl's console and file-logger lines, and the incremental TailReader.
+"""Parsers of verl's console and file-logger lines, the incremental TailReader and read_tail_lines.
 
     .venv/bin/python -m pytest tests/monitor/test_log_parser.py -q
 """
@@ -10,7 +10,14 @@ import os
 
 import pytest
 
-from monitor.log_parser import MetricsFile, TailReader, parse_console_line, parse_jsonl_line, parse_launch_header
+from monitor.log_parser import (
+    MAX_STEP,
+    TailReader,
+    parse_console_line,
+    parse_jsonl_line,
+    parse_launch_header,
+    read_tail_lines,
+)
 
 CONSOLE_CASES = [
     # why: verl's plain console-logger line with numpy 2 scalars
@@ -53,6 +60,17 @@ JSONL_BAD = [
     (b'{"step": 1, "data": ', "not JSON"),  # why: a truncated write
     (b'{"step": "x", "data": {}}', "step is not an integer"),  # why: wrong type
     (b'[1, 2]', "not a verl file-logger record"),  # why: valid JSON, wrong shape
+    # why: 2^63 overflowed int64 and took /runs, /curves and /alerts down for every run
+    (b'{"step": 9223372036854775808, "data": {"a": 1}}', "out of range"),
+    (b'{"step": 100000000000000000000000000000, "data": {}}', "out of range"),  # why: past 64 bits
+    (b'{"step": -3, "data": {"a": 1}}', "out of range"),  # why: verl counts steps from 0/1
+    (b'{"step": 1.5, "data": {}}', "not an integer"),  # why: a fractional step
+    (b'{"step": true, "data": {}}', "not an integer"),  # why: JSON true is not a step
+    (b'{"step": NaN, "data": {}}', "not an integer"),  # why: Python's json writes NaN literals
+    (b'{"step": 1, "data": [1, 2]}', "not a verl file-logger record"),  # why: data is not a mapping
+    (b"\x00\xff\xfe\x13binary", "not JSON"),  # why: binary garbage
+    (b'{"step": 1, "data": {"a": 1}} trailing', "not JSON"),  # why: two writes on one line
+    (b"[" * 100_000 + b"]" * 100_000, "not"),  # why: deeply nested JSON must not crash the parser
 ]
 
 
@@ -60,6 +78,32 @@ JSONL_BAD = [
 def test_parse_jsonl_line_errors(line, msg):
     with pytest.raises(ValueError, match=msg):
         parse_jsonl_line(line)
+
+
+JSONL_ODD_VALUES = [
+    # (line, key, expected value or None when dropped)
+    (b'{"step": 1, "data": {"a": NaN}}', "a", math.nan),  # why: Python json's NaN literal
+    (b'{"step": 1, "data": {"a": Infinity}}', "a", math.inf),  # why: Python json's Infinity literal
+    (b'{"step": 1, "data": {"a": 1e308}}', "a", 1e308),  # why: huge but finite
+    (b'{"step": 1, "data": {"a": 100000000000000000000000000000}}', "a", 1e29),  # why: int past 64 bits
+    (b'{"step": 1, "data": {"a": 1' + b"0" * 400 + b'}}', "a", math.inf),  # why: int past float range
+    (b'{"step": 1, "data": {"a": "0.5"}}', "a", None),  # why: a string is not a metric
+    (b'{"step": 1, "data": {"a": [1, 2]}}', "a", None),  # why: a list is not a metric
+    (b'{"step": 1, "data": {"a": true}}', "a", 1.0),  # why: a flag plots as 0/1
+    (b'{"step": 9007199254740992, "data": {"a": 1}}', "a", 1.0),  # why: 2^53 itself is accepted
+]
+
+
+@pytest.mark.parametrize("line,key,value", JSONL_ODD_VALUES)
+def test_parse_jsonl_line_odd_values(line, key, value):
+    step, data = parse_jsonl_line(line)
+    assert 1 <= step <= MAX_STEP
+    if value is None:
+        assert key not in data
+    elif math.isnan(value):
+        assert math.isnan(data[key])
+    else:
+        assert data[key] == value
 
 
 def test_parse_jsonl_line_null_is_nan_and_dicts_dropped():
@@ -118,17 +162,39 @@ def test_tail_reader_rotated_inode_restarts(tmp_path):
     assert r.read_new() == ([b"one", b"two", b"three"], True)
 
 
-def test_metrics_file_counts_corrupt_lines_and_merges_launches(tmp_path):
-    log = tmp_path / "train.log"
-    log.write_bytes(
-        b"==== launch 2026-11-21T10:00:00Z pid=1 method=grpo ====\n"
-        b"step:1 - r:0.1\nstep:2 - r:0.2\nstep:2 - r:oops\n"
-        b"==== launch 2026-11-21T11:00:00Z pid=2 method=grpo ====\n"
-        b"step:2 - r:0.25\nstep:3 - r:0.3\n"
-    )
-    f = MetricsFile(log, "log")
-    changed, reset, touched = f.update()
-    assert changed and not reset and touched == {1, 2, 3}
-    # why: the resumed launch re-logs step 2 and wins
-    assert f.rows[2] == {"r": 0.25} and f.row_launch[2] == 1 and len(f.launches) == 2
-    assert f.corrupt_count == 1 and f.corrupt_examples[0].line_no == 4
+def test_tail_reader_chunks_cover_every_line_once(tmp_path):
+    # why: blocks of complete lines, each line in exactly one block, line numbers carried over
+    path = tmp_path / "m.jsonl"
+    lines = [f"line-{i:04d}-".encode() + b"x" * (i % 50) for i in range(3000)]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    r = TailReader(path, chunk_bytes=4096)
+    got, firsts = [], []
+    for block, first in r.read_chunks():
+        assert bytes(block).endswith(b"\n")
+        firsts.append(first)
+        got.extend(bytes(block).split(b"\n")[:-1])
+    assert got == lines and firsts[0] == 1 and len(firsts) > 10
+    assert firsts[1] == 1 + bytes(next(TailReader(path, chunk_bytes=4096).read_chunks())[0]).count(b"\n")
+
+
+def test_tail_reader_skips_an_overlong_line_without_holding_it(tmp_path):
+    # why: a "line" of binary data with no newline must not be loaded whole, nor stall the file
+    path = tmp_path / "m.jsonl"
+    path.write_bytes(b"ok-1\n" + b"\xff" * 50_000 + b"\nok-2\n")
+    r = TailReader(path, chunk_bytes=1024, max_line_bytes=8192)
+    assert r.read_new() == ([b"ok-1", b"ok-2"], False)
+    assert r.overlong == [2]
+    # why: a blob still growing without a newline is waited for, not re-scanned from its start each time
+    blob = tmp_path / "blob.jsonl"
+    blob.write_bytes(b"\x00" * 100_000)
+    r = TailReader(blob, chunk_bytes=1024, max_line_bytes=8192)
+    assert r.read_new() == ([], False) and r.offset == 0 and r._scan_pos == 100_000
+
+
+def test_read_tail_lines_reads_only_the_end(tmp_path):
+    path = tmp_path / "train.log"
+    path.write_bytes(b"".join(b"line %d\n" % i for i in range(100_000)) + b"partial")
+    tail = read_tail_lines(path, max_bytes=1000)
+    # why: the first line cut by the window and the unfinished last line are left out
+    assert tail[-1] == b"line 99999" and all(line.startswith(b"line ") for line in tail) and len(tail) < 100
+    assert read_tail_lines(tmp_path / "missing.log") == []
