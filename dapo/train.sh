@@ -38,6 +38,13 @@ CLIP_RATIO_LOW=${CLIP_RATIO_LOW:-}
 CLIP_RATIO_HIGH=${CLIP_RATIO_HIGH:-}
 # Replace groups whose responses all score the same (they carry no gradient).
 DYNAMIC_SAMPLING=${DYNAMIC_SAMPLING:-true}
+# verl regenerates filtered groups without a bound: stop the run (after the next checkpoint) when this share
+# of the generated prompt groups is filtered out for DYNAMIC_SAMPLING_STOP_STEPS steps in a row; 0 = never.
+DYNAMIC_SAMPLING_STOP_SHARE=${DYNAMIC_SAMPLING_STOP_SHARE:-0.95}
+# Consecutive steps above DYNAMIC_SAMPLING_STOP_SHARE before that stop.
+DYNAMIC_SAMPLING_STOP_STEPS=${DYNAMIC_SAMPLING_STOP_STEPS:-5}
+# Stop at once when no step arrives for this many median step times after a heavily filtered step; 0 = never.
+DYNAMIC_SAMPLING_STALL_FACTOR=${DYNAMIC_SAMPLING_STALL_FACTOR:-10}
 # Linear penalty over the last OVERLONG_BUFFER_LEN tokens before MAX_RESPONSE_LENGTH.
 OVERLONG_SHAPING=${OVERLONG_SHAPING:-true}
 # A quarter of the response length: 256 of 1,024 tokens (the paper: the last 4,096 of 20,480).
