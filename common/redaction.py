@@ -11,10 +11,14 @@ Offers:
   TOKENIZERS_PARALLELISM are not secrets, and neither is verl's `balance_dp_token`.
 - secret_values(env): the values of those variables, longest first (values under 4 characters
   and plain booleans are left alone: hiding every "1" would garble the log, not protect it).
-- redact(text, env=None): the text with secret values, URL userinfo (`https://user:pass@host`),
-  YAML values of keys named like secrets (`api_key: ...`) and well-known token shapes (sk-...,
-  hf_..., ghp_..., AKIA..., Bearer ...) replaced by ***.
-- SecretFilter(env): the same for a byte stream (verl's console output on its way to the
+- redact(text, env=None, assignments=False): the text with secret values, URL userinfo
+  (`https://user:pass@host`), YAML values of keys named like secrets (`api_key: ...`) and
+  well-known token shapes (sk-..., hf_..., ghp_..., AKIA..., xox..., AIza..., Bearer ...)
+  replaced by ***; with assignments=True also `NAME=value` where NAME is a secret's name (for
+  text whose environment is unknown: the dashboard, the console stream).
+- redact_for_display(value): for anything the dashboard shows from a run folder (str() of it,
+  assignments=True).
+- SecretFilter(env): the same (assignments=True) for a byte stream (verl's console output on its way to the
   console and train.log), line by line, so a secret cut by a chunk boundary is still caught.
 """
 
@@ -37,9 +41,19 @@ _YAML_SECRET = re.compile(
 _YAML_STARRED = re.compile(r"^(\s*(?:-\s+)?[\w.-]+\s*:\s+)(\*\*\*[^'\"\n]*?)\s*$", re.MULTILINE)
 # Token shapes that are secrets wherever they appear (OpenAI/Anthropic-style keys, Hugging Face,
 # GitHub, AWS access key ids, wandb keys are 40 hex characters only after `WANDB_API_KEY=`).
-_TOKEN_SHAPES = re.compile(r"\b(?:sk-[A-Za-z0-9_-]{16,}|hf_[A-Za-z0-9]{30,}|gh[pousr]_[A-Za-z0-9]{30,}|AKIA[0-9A-Z]{16})\b")
+_TOKEN_SHAPES = re.compile(r"\b(?:sk-[A-Za-z0-9_-]{16,}|hf_[A-Za-z0-9]{16,}|gh[pousr]_[A-Za-z0-9]{20,}|AKIA[0-9A-Z]{16})\b")
 # An HTTP Authorization header's credentials, wherever a log or an error message repeats it.
-_BEARER = re.compile(r"(?i)\b(Bearer\s+)[A-Za-z0-9._~+/=-]{4,}")
+_BEARER = re.compile(r"(?i)\b((?:Bearer|Basic|Token)\s+)[A-Za-z0-9._~+/=-]{8,}")
+# More key shapes with a known prefix: Slack xox*-, Google AIza...
+_MORE_SHAPES = re.compile(r"\b(?:xox[abprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{30,})")
+# NAME=value, NAME: value, "NAME": "value" in text from elsewhere (a run folder's train.log), where
+# NAME is a secret's name (is_secret_name) and the environment that held the value is unknown.
+_ASSIGNMENT = re.compile(
+    r"(?P<name>['\"]?\b[A-Za-z][A-Za-z0-9_.-]*['\"]?)(?P<sep>\s*[=:]\s*)(?P<value>\"[^\"\n]*\"|'[^'\n]*'|[^\s'\",;}\]]+)"
+)
+# Values under a secret's name that are not secrets: flags, numbers, one plain lower-case word
+# (verl's `prompt_key: prompt`, `reward_fn_key: data_source`).
+_PLAIN = re.compile(r"^(?:[a-z_]+|-?\d+(?:\.\d+)?|\*\*\*)$")
 
 
 def _words(name: str) -> list[str]:
@@ -76,13 +90,29 @@ def _yaml_key_is_secret(key: str) -> bool:
                     "auth_token", "token", "credentials", "credential", "private_key", "client_secret", "bearer_token"}
 
 
-def redact(text: str, env: dict[str, str] | None = None) -> str:
+def _assignment(m: re.Match) -> str:
+    name = m.group("name").strip("'\"")
+    value = m.group("value")
+    quote = value[0] if value[:1] in ("'", '"') else ""
+    inner = value[1:-1] if quote else value
+    if not is_secret_name(name) or inner.lower() in _NOT_SECRET_VALUES or _PLAIN.match(inner) or not inner:
+        return m.group(0)
+    return f"{m.group('name')}{m.group('sep')}{quote}***{quote}"
+
+
+def redact(text: str, env: dict[str, str] | None = None, assignments: bool = False) -> str:
     """text with every secret replaced by ***.
 
     >>> redact("url https://me:pw@host/x and sk-abcdefghijklmnopqrstuv", env={})
     'url https://***@host/x and ***'
     >>> redact("api_key: abc123\\nbalance_dp_token: true", env={})
     "api_key: '***'\\nbalance_dp_token: true"
+
+    assignments=True also hides the value of any `NAME=value` whose NAME is a secret's name, for
+    text from elsewhere whose environment is unknown (the dashboard reading a run's train.log):
+
+    >>> redact("WANDB_API_KEY=abc123 prompt_key=prompt max_tokens: 512", env={}, assignments=True)
+    'WANDB_API_KEY=*** prompt_key=prompt max_tokens: 512'
     """
     if not text:
         return text
@@ -91,9 +121,24 @@ def redact(text: str, env: dict[str, str] | None = None) -> str:
         text = text.replace(value, "***")
     text = _USERINFO.sub(r"\1***@", text)
     text = _TOKEN_SHAPES.sub("***", text)
+    text = _MORE_SHAPES.sub("***", text)
     text = _BEARER.sub(r"\1***", text)
+    if assignments:
+        text = _ASSIGNMENT.sub(_assignment, text)
     # A YAML value that now starts with * would read as an alias: quote it so config.yaml still parses.
     return _YAML_STARRED.sub(lambda m: f"{m.group(1)}'{m.group(2)}'", text)
+
+
+def redact_for_display(value) -> str:
+    """Anything shown to a person from a run folder (train.log lines, samples, reward errors): str()
+    of it (None is ""), with redact()'s rules and assignments=True.
+
+    >>> redact_for_display({"HF_TOKEN": "hf_x1y2z3w4"})
+    "{'HF_TOKEN': '***'}"
+    """
+    if value is None:
+        return ""
+    return redact(value if isinstance(value, str) else str(value), assignments=True)
 
 
 class SecretFilter:
@@ -110,7 +155,8 @@ class SecretFilter:
         self.pending = b""
 
     def _clean(self, data: bytes) -> bytes:
-        return redact(data.decode("utf-8", "surrogateescape"), self.env).encode("utf-8", "surrogateescape")
+        text = redact(data.decode("utf-8", "surrogateescape"), self.env, assignments=True)
+        return text.encode("utf-8", "surrogateescape")
 
     def feed(self, chunk: bytes) -> bytes:
         data = self.pending + chunk

@@ -72,7 +72,7 @@ from monitor.metrics_store import (
     parse_console_block,
     parse_jsonl_block,
 )
-from monitor.redact import redact
+from common.redaction import redact_for_display as redact
 from monitor.reward_errors import REWARD_ERRORS_FILE, RewardErrorLog
 
 __all__ = [

@@ -26,7 +26,7 @@ import numpy as np
 import orjson
 
 from monitor.log_parser import TailReader, parse_iso
-from monitor.redact import redact
+from common.redaction import redact_for_display as redact
 
 __all__ = ["REWARD_ERRORS_FILE", "RewardErrorLog", "DistinctError", "KINDS"]
 

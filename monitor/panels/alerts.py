@@ -23,7 +23,7 @@ import pandas as pd
 
 from monitor.alerts import Alert, alert_keys, check_alerts, reward_error_alerts
 from monitor.metrics_collector import LAUNCH, WALL, MetricsCollector, read_run_config
-from monitor.redact import redact
+from common.redaction import redact_for_display as redact
 
 __all__ = ["ALERT_COLUMNS", "ERROR_COLUMNS", "step_intervals", "run_alerts", "run_alert_count", "read_alerts_table",
            "build"]

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from monitor.metrics_collector import MetricsCollector, read_sample_steps, read_samples
-from monitor.redact import redact
+from common.redaction import redact_for_display as redact
 
 __all__ = ["SampleGroup", "SamplesView", "group_samples", "filter_groups", "render_groups_html", "read_samples_view",
            "build", "GROUPS_PER_PAGE", "WHICH", "SORTS"]

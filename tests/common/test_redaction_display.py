@@ -1,14 +1,14 @@
-"""Secrets in text the dashboard shows: env-style assignments, Authorization headers, URL userinfo,
+"""Secrets in text the dashboard shows (common.redaction.redact_for_display): env-style assignments, Authorization headers, URL userinfo,
 known key shapes; and what must stay untouched.
 
-    .venv/bin/python -m pytest tests/monitor/test_redact.py -q
+    .venv/bin/python -m pytest tests/common/test_redaction_display.py -q
 """
 
 from __future__ import annotations
 
 import pytest
 
-from monitor.redact import redact
+from common.redaction import redact_for_display as redact
 
 CASES = [
     # (text, secret that must go (or None), text that must stay)
