@@ -243,6 +243,17 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
         for path in knob.paths:
             add(path, value, raw=knob.kind == "raw")
 
+    # ---- attention backend (common/attention.py): ATTN_IMPL -> each model's attn_implementation
+    from common import attention
+
+    try:
+        chosen_attention = attention.resolve(env.get("ATTN_IMPL"))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    overrides += attention.overrides(chosen_attention, trainer)
+    notes.append(f"attention: {chosen_attention.impl} ({chosen_attention.why})")
+    # ---- end attention backend
+
     # GPUs: an empty or "auto" N_GPUS_PER_NODE counts the local GPUs.
     raw_gpus = (env.get("N_GPUS_PER_NODE") or "auto").strip()
     found, how = detect()

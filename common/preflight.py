@@ -959,6 +959,13 @@ def _load_tokenizer(path: str):
         return None
 
 
+def attention_checks(plan, cfg, ctx) -> list[Result]:
+    # The "attention" row lives with the ATTN_IMPL knob in common/attention.py.
+    from common.attention import attention_checks as check
+
+    return check(plan, cfg, ctx)
+
+
 def run_checks(plan, cfg, env: dict | None = None, dry_run: bool | None = None, gpus_found: int | None = None) -> list[Result]:
     """Every check for the plan; a check that crashes is reported as a warning naming the crash."""
     from common.memory import shape_for
@@ -979,7 +986,7 @@ def run_checks(plan, cfg, env: dict | None = None, dry_run: bool | None = None, 
     else:
         steps = [lambda p, c, x: batch_checks(c), lambda p, c, x: parallel_checks(c, x.get("shape"))]
     steps += [length_checks, data_checks, data_source_checks, prompt_length_checks, reward_checks, reward_manager_checks,
-              legacy_key_checks,
+              legacy_key_checks, attention_checks,
               logger_checks, output_checks, version_checks, gpu_checks, ray_checks, memory_checks]
     results: list[Result] = []
     for step in steps:

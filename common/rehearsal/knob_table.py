@@ -1,0 +1,4 @@
+def observe(plan, cfg, env, result):
+    return []
+def report(rows, say):
+    return 0
