@@ -72,9 +72,11 @@ RL_KNOBS: tuple[Knob, ...] = (
     Knob("KL_COV_RATIO", "float", (f"{_ACTOR}.policy_loss.kl_cov_ratio",)),
     Knob("DYNAMIC_SAMPLING", "bool", ("algorithm.filter_groups.enable",), "DAPO: drop groups with equal rewards"),
     Knob("FILTER_GROUPS_METRIC", "str", ("algorithm.filter_groups.metric",)),
-    Knob("OVERLONG_SHAPING", "bool", ("reward.reward_kwargs.overlong_buffer_cfg.enable",)),
-    Knob("OVERLONG_BUFFER_LEN", "int", ("reward.reward_kwargs.overlong_buffer_cfg.len",)),
-    Knob("OVERLONG_PENALTY_FACTOR", "float", ("reward.reward_kwargs.overlong_buffer_cfg.penalty_factor",)),
+    # Overlong shaping works for every RL method: only DAPO's YAML defines the block, so "++" adds
+    # the keys elsewhere, and the launcher switches to verl's dapo reward manager, which applies it.
+    Knob("OVERLONG_SHAPING", "bool", ("++reward.reward_kwargs.overlong_buffer_cfg.enable",)),
+    Knob("OVERLONG_BUFFER_LEN", "int", ("++reward.reward_kwargs.overlong_buffer_cfg.len",)),
+    Knob("OVERLONG_PENALTY_FACTOR", "float", ("++reward.reward_kwargs.overlong_buffer_cfg.penalty_factor",)),
     Knob("GAMMA", "float", ("algorithm.gamma",)),
     Knob("LAM", "float", ("algorithm.lam",)),
     # --- critic (PPO)
@@ -139,7 +141,8 @@ RL_KNOBS: tuple[Knob, ...] = (
     Knob("RESUME_MODE", "str", ("trainer.resume_mode",), "auto, disable or resume_path", ("auto", "disable", "resume_path")),
     Knob("LOG_VAL_GENERATIONS", "int", ("trainer.log_val_generations",)),
     Knob("WANDB_PROJECT", "str", ("trainer.project_name",)),
-    Knob("SEED", "int", ("data.seed",)),
+    # The train data order (RLHFDataset sampler) and the mini-batch shuffles of actor and critic.
+    Knob("SEED", "int", ("data.seed", f"{_ACTOR}.data_loader_seed", "critic.data_loader_seed")),
 )
 
 SFT_KNOBS: tuple[Knob, ...] = (
@@ -169,7 +172,8 @@ SFT_KNOBS: tuple[Knob, ...] = (
     Knob("MAX_CKPT_TO_KEEP", "int", ("trainer.max_ckpt_to_keep",)),
     Knob("RESUME_MODE", "str", ("trainer.resume_mode",)),
     Knob("WANDB_PROJECT", "str", ("trainer.project_name",)),
-    Knob("SEED", "int", ("trainer.seed",)),
+    # No SEED: verl 0.9.1's SFT trainer reads no seed (trainer.seed is unused; its DistributedSampler
+    # shuffles with torch's default seed 0, sft_trainer.py _build_dataloader).
 )
 
 # Handled by common/launch.py itself: name -> what it does.
@@ -201,6 +205,11 @@ SPECIAL_KNOBS: dict[str, str] = {
     "EVAL_AFTER_TRAIN": "1: then run ./test.sh --batch on the validation file into an .xlsx beside the checkpoints",
     "CALLBACKS_FILE": "a .py defining on_step(step, metrics, ctx), on_checkpoint(step, path, ctx), on_end(exit_code, ctx)",
     "ALERTS_CONFIG": "YAML whose alerts: section overrides monitor.alerts thresholds (default monitor/config.yaml)",
+    "ATTN_IMPL": "auto (flash_attention_2 when flash_attn imports, else sdpa), flash_attention_2 or sdpa (common/attention.py)",
+    "REHEARSAL": "1: one real training step of this config on the CPU through verl's engines (common/rehearsal)",
+    "REHEARSAL_STEPS": "training steps the rehearsal runs (default 1)",
+    "REHEARSAL_MODEL": "full (default): MODEL_PATH itself; tiny: a random shrunk model of MODEL_PATH's architecture",
+    "REHEARSAL_EVAL_ROWS": "VAL_DATA rows test.sh scores the rehearsal's merged model on (default 4; 0 skips)",
 }
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -276,6 +276,27 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
             raise ConfigError(f"LORA_RANK={rank} must be positive when USE_LORA=true")
         lora_path = "model.lora_rank" if trainer == "sft" else "actor_rollout_ref.model.lora_rank"
         add(lora_path, rank)
+        # ---- LoRA rollout settings (verl's LoRA guide, docs/advance/ppo_lora.rst): vLLM loads the base
+        # weights from safetensors, and the adapter sync gathers one layer at a time.
+        if use_lora and trainer == "rl":
+            add("actor_rollout_ref.rollout.load_format", "safetensors")
+            add("actor_rollout_ref.rollout.layered_summon", True)
+        # ---- end LoRA rollout settings
+
+    # ---- overlong shaping on any RL method: verl's dapo reward manager applies the penalty (the
+    # naive manager ignores reward_kwargs), against the generation limit, over the last quarter.
+    if trainer == "rl" and parse_bool("OVERLONG_SHAPING", env.get("OVERLONG_SHAPING") or "false"):
+        if not (env.get("REWARD_MANAGER") or "").strip():
+            add("reward.reward_manager.name", "dapo")
+        overlong = "++reward.reward_kwargs"
+        add(f"{overlong}.max_resp_len", "${data.max_response_length}", raw=True)
+        if not (env.get("OVERLONG_BUFFER_LEN") or "").strip():
+            response = parse_value(Knob("MAX_RESPONSE_LENGTH", "int", ()), env.get("MAX_RESPONSE_LENGTH") or "1024")
+            add(f"{overlong}.overlong_buffer_cfg.len", max(1, response // 4))
+        if not (env.get("OVERLONG_PENALTY_FACTOR") or "").strip():
+            add(f"{overlong}.overlong_buffer_cfg.penalty_factor", 1.0)
+        add(f"{overlong}.overlong_buffer_cfg.log", False)
+    # ---- end overlong shaping
 
     # Names and folders.
     experiment = env.get("EXPERIMENT_NAME") or f"{method}-run"
