@@ -25,7 +25,8 @@ Offers:
   cost the pad tokens instead (the rehearsal prints their share for a real batch). Ulysses
   sequence parallelism (SP_SIZE > 1) needs the packed path and so needs flash_attention_2.
   The reward model is served by vLLM/SGLang, whose attention backends are their own: ATTN_IMPL
-  does not apply to it.
+  does not apply to it. Nor to PPO's critic: verl 0.9.1 loads it with flash_attention_2 written into
+  the call (verl/utils/model.py:649, load_valuehead_model), so PPO needs flash-attn on the GPU.
 - attention_checks(plan, cfg, ctx): the preflight "attention" row.
 """
 
@@ -110,6 +111,20 @@ def configured(cfg, trainer: str) -> dict[str, tuple[str, bool]]:
     return out
 
 
+# Where verl 0.9.1 ignores the choice: the critic's loader names flash_attention_2 itself.
+CRITIC_HARD_CODED = "verl/utils/model.py:649, load_valuehead_model"
+
+
+def _uses_critic(cfg) -> bool:
+    import warnings
+
+    from verl.trainer.ppo.utils import need_critic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bool(need_critic(cfg))
+
+
 def attention_checks(plan, cfg, ctx) -> list:
     """Preflight row: the backend each model gets, and a failure when it cannot run here."""
     from common.preflight import Result
@@ -121,16 +136,25 @@ def attention_checks(plan, cfg, ctx) -> list:
     except ValueError as exc:
         return [Result("attention", "fail", str(exc), ["ATTN_IMPL"])]
     used = configured(cfg, plan.trainer)
+    if plan.trainer == "rl" and not _uses_critic(cfg):
+        used.pop("critic.model", None)
     impls = sorted({impl for impl, _ in used.values()})
     detail = f"{', '.join(impls) or chosen.impl} ({chosen.why})"
-    if "flash_attention_2" in impls:
-        usable, why = ctx.get("flash_attn_status") or flash_attn_status()
-        if not usable:
-            if rehearsal:
-                return [Result("attention", "warn", f"{detail}; {why}: a launch here would stop at model loading. "
-                               "The CPU rehearsal runs sdpa instead", ["ATTN_IMPL"])]
-            return [Result("attention", "fail", f"ATTN_IMPL asks for flash_attention_2 but {why}: verl would stop at "
-                           f"model loading. {INSTALL_HINT}", ["ATTN_IMPL"])]
+    usable, why = ctx.get("flash_attn_status") or flash_attn_status()
+    # Without a GPU here (a dry run on a laptop, the rehearsal) the GPU machine is not this one: warn.
+    here = "fail" if ctx.get("gpus_found", 0) > 0 and not rehearsal else "warn"
+    elsewhere = "" if here == "fail" else (" The CPU rehearsal runs sdpa instead" if rehearsal else
+                                           " (no GPU here: the GPU machine needs it)")
+    if "critic.model" in used and not usable:
+        message = (f"the critic needs flash-attn: verl 0.9.1 loads it with attn_implementation=flash_attention_2 "
+                   f"whatever ATTN_IMPL says ({CRITIC_HARD_CODED}), and {why}")
+        return [Result("attention", here, f"{detail}; {message}.{elsewhere or ' ' + INSTALL_HINT.split(', or set')[0]}",
+                       ["ATTN_IMPL"])]
+    if "critic.model" in used and used["critic.model"][0] != "flash_attention_2":
+        detail += f"; the critic runs flash_attention_2 anyway ({CRITIC_HARD_CODED})"
+    if "flash_attention_2" in impls and not usable:
+        return [Result("attention", here, f"ATTN_IMPL asks for flash_attention_2 but {why}: verl would stop at model "
+                       f"loading.{elsewhere or ' ' + INSTALL_HINT}", ["ATTN_IMPL"])]
     packed_off = [key for key, (_, packed) in used.items() if not packed]
     if "sdpa" in impls:
         detail += "; use_remove_padding=false (padded micro-batches: compute and memory grow with the pad share)"

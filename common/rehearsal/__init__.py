@@ -60,6 +60,11 @@ def rehearse(plan, cfg, env: dict[str, str] | None = None, out=print) -> int:
         changes = device.use_cpu() + changes
         for change in changes:
             say(f"[rehearsal] changed for the CPU: {change}")
+        from omegaconf import OmegaConf
+
+        # verl's workers edit the config they are given (ActorRolloutRefWorker.init_model pops the
+        # reference's log_prob_* keys): the knob table reads a copy taken before.
+        expected = OmegaConf.create(OmegaConf.to_container(prepared))
         with device.process_group():
             if plan.trainer == "sft":
                 from common.rehearsal.sft import run_sft
@@ -73,7 +78,7 @@ def rehearse(plan, cfg, env: dict[str, str] | None = None, out=print) -> int:
                 result = run_rl(plan, prepared, settings, say)
             from common.rehearsal import knob_table
 
-            rows = knob_table.observe(plan, prepared, env, result)
+            rows = knob_table.observe(plan, expected, env, result)
         code = knob_table.report(rows, say)
         from common.rehearsal import export
 

@@ -25,6 +25,7 @@ Offers:
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -110,6 +111,7 @@ class Host:
         self.actor_rollout_wg = self.ref_policy_wg = self.critic_wg = None
         self.actor_recorder = self.critic_recorder = None
         self.build_seconds: dict[str, float] = {}
+        self.notes: list[str] = []
 
     # The replay buffer's refill callback: the rehearsal reports dropped groups instead of refilling.
     def _add_prompts_to_generate(self, num_prompts: int) -> int:
@@ -132,6 +134,39 @@ class Host:
 
 for _name, _method in _borrowed_methods().items():
     setattr(Host, _name, _method)
+
+
+# verl 0.9.1 loads the critic with attn_implementation="flash_attention_2" written into the call
+# (verl/utils/model.py:649 and :674, load_valuehead_model), whatever the critic's
+# override_config says: without flash-attn (every CPU; a GPU without it) the critic cannot load.
+CRITIC_ATTENTION_NOTE = ("critic attention: verl 0.9.1 hard-codes flash_attention_2 when it loads the critic "
+                         "(verl/utils/model.py:649, load_valuehead_model); the rehearsal passes the configured {impl} "
+                         "to that one call, the rest of the critic is verl's")
+
+
+@contextlib.contextmanager
+def critic_attention(impl: str):
+    """While verl loads the critic, let its from_pretrained call take `impl` instead of the hard-coded
+    flash_attention_2 (transformers.AutoModelForTokenClassification is what load_valuehead_model imports)."""
+    import transformers
+
+    real = transformers.AutoModelForTokenClassification
+    if impl == "flash_attention_2":
+        yield
+        return
+
+    class ConfiguredAttention:
+        @staticmethod
+        def from_pretrained(*args, **kwargs):
+            if kwargs.get("attn_implementation") == "flash_attention_2":
+                kwargs["attn_implementation"] = impl
+            return real.from_pretrained(*args, **kwargs)
+
+    transformers.AutoModelForTokenClassification = ConfiguredAttention
+    try:
+        yield
+    finally:
+        transformers.AutoModelForTokenClassification = real
 
 
 def _timed(host: Host, what: str, build):
@@ -178,7 +213,11 @@ def build_rl(cfg) -> Host:
             profiler_config=None,
         )
         critic = TrainingWorker(config=worker_cfg)
-        _timed(host, "critic", critic.reset)
+        impl = (cfg.critic.model.get("override_config") or {}).get("attn_implementation", "flash_attention_2")
+        with critic_attention(impl):
+            _timed(host, "critic", critic.reset)
+        if impl != "flash_attention_2":
+            host.notes.append(CRITIC_ATTENTION_NOTE.format(impl=impl))
         host.critic_recorder = MicroBatchRecorder(partial(value_loss, config=critic_cfg))
         critic.set_loss_fn(host.critic_recorder)
         host.critic_wg = Local(critic)

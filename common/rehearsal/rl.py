@@ -43,6 +43,9 @@ class RLResult:
     checkpoint: Path | None = None
     rollout: object = None
     sampler_seed: int | None = None
+    kl_ctrl: object = None
+    prompts: int | None = None
+    responses_per_prompt: int | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -134,6 +137,8 @@ def run_rl(plan, cfg, settings, out) -> RLResult:
     result.host = host
     built = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in host.build_seconds.items())
     out(f"[rehearsal] engines built in {time.monotonic() - start:.1f}s ({built})")
+    for note in host.notes:
+        out(f"[rehearsal] changed for the CPU: {note}")
 
     # 3-4. rollout stand-in, reward worker(s), verl's agent loop worker.
     # One event loop for the whole step: verl's reward managers keep the loop they were built on
@@ -158,6 +163,7 @@ def run_rl(plan, cfg, settings, out) -> RLResult:
         iterator = iter(loader)
         logger = _file_logger(settings.folder / "metrics.jsonl")
         kl_ctrl = core_algos.get_kl_controller(cfg.algorithm.kl_ctrl) if cfg.algorithm.use_kl_in_reward else None
+        result.kl_ctrl = kl_ctrl
         for step in range(1, settings.steps + 1):
             metrics: dict = {}
             timing = {}
@@ -171,6 +177,9 @@ def run_rl(plan, cfg, settings, out) -> RLResult:
                 with marked_timer("gen", timing):
                     gen_out = loop.run_until_complete(agent.generate_sequences(gen_batch))
                 batch = batch.repeat(repeat_times=n, interleave=True).union(gen_out)
+                uids = list(batch.non_tensor_batch["uid"])
+                result.prompts = len(set(uids))
+                result.responses_per_prompt = max(uids.count(uid) for uid in set(uids))
                 if "response_mask" not in batch.batch.keys():
                     batch.batch["response_mask"] = compute_response_mask(batch)
                 batch.meta_info["global_token_num"] = torch.sum(batch.batch["attention_mask"], dim=-1).tolist()
