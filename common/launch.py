@@ -716,6 +716,16 @@ def main(argv: list[str] | None = None) -> int:
     if force and any(r.failed for r in plan.preflight):
         print(f"[{plan.method}] WARNING: FORCE=1 overrides failed checks:\n{preflight.failure_message(plan.preflight, plan.method)}",
               file=sys.stderr)
+    # ---- REHEARSAL=1 (common/rehearsal): one real training step of this config on the CPU; needs no GPU
+    if parse_bool("REHEARSAL", env.get("REHEARSAL") or "0") and not dry_run:
+        from common.rehearsal import rehearse
+
+        for note in notes:
+            print(f"[{plan.method}] note: {redact(note)}")
+        print(redact(report))
+        sys.stdout.flush()
+        return rehearse(plan, cfg, env)
+    # ---- end rehearsal
     if ray_submit.wants_cluster(env):
         # NNODES > 1 or RAY_ADDRESS: submit to the Ray cluster instead of running here.
         return ray_submit.submit(plan, cfg, notes, env, dry_run, report=redact(report))

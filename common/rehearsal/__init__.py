@@ -55,6 +55,11 @@ def rehearse(plan, cfg, env: dict[str, str] | None = None, out=print) -> int:
     try:
         from common.rehearsal import device
 
+        # The rehearsal's own folder starts empty: a merged model cached from an earlier rehearsal
+        # would otherwise be reused for this one's checkpoint.
+        import shutil
+
+        shutil.rmtree(settings.folder, ignore_errors=True)
         settings.folder.mkdir(parents=True, exist_ok=True)
         prepared, changes = settings_mod.prepare(plan, cfg, settings)
         changes = device.use_cpu() + changes

@@ -16,6 +16,8 @@ Offers:
   _resolve_filter_groups_metric). The V1 trainer's own stage methods move data through
   TransferQueue, which runs as Ray actors; the RayPPOTrainer ones call the same worker methods on
   the same engines with the batch in hand.
+- trainable_snapshot(engine, count) / changed_since(engine, snapshot): copies of a few trainable
+  tensors (first, middle, last) before the step, and how many differ after it.
 - build_rl(cfg) -> Host: ActorRolloutRefWorker(role="actor") for the policy; role="ref" for the
   reference model when a KL term needs it and LoRA does not carry it (ref_in_actor); the critic as
   TrainingWorker(value_model) from the critic config exactly as trainer_base.py "define critic
@@ -222,3 +224,27 @@ def build_rl(cfg) -> Host:
         critic.set_loss_fn(host.critic_recorder)
         host.critic_wg = Local(critic)
     return host
+
+
+def _full(tensor):
+    return (tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor).detach().float().clone()
+
+
+def trainable_snapshot(engine, count: int = 4) -> dict:
+    """{name: fp32 copy} of `count` trainable parameters spread over the model."""
+    named = [(name, p) for name, p in engine.module.named_parameters() if p.requires_grad]
+    if not named:
+        return {}
+    picks = sorted({round(i * (len(named) - 1) / max(1, count - 1)) for i in range(count)})
+    return {named[i][0]: _full(named[i][1]) for i in picks}
+
+
+def changed_since(engine, snapshot: dict) -> tuple[int, int, float]:
+    """(tensors changed, tensors compared, largest absolute change)."""
+    params = dict(engine.module.named_parameters())
+    changed, largest = 0, 0.0
+    for name, before in snapshot.items():
+        delta = float((_full(params[name]) - before).abs().max())
+        largest = max(largest, delta)
+        changed += delta > 0
+    return changed, len(snapshot), largest

@@ -169,20 +169,20 @@ def _engine_batch_rows(rows, env, cfg, engine, where: str, micro_path: str, toke
     rows.append(Row("MAX_TOKENS_PER_GPU", f"{where}: token budget", tokens, getattr(ec, tokens_field), source=source))
 
 
-def _micro_batches_rows(rows, env, cfg, recorder, where: str, micro_path: str, tokens_path: str, dynamic_path: str,
+def _micro_batches_rows(rows, env, cfg, calls, where: str, micro_path: str, tokens_path: str, dynamic_path: str,
                         per_update: int, trainer: str = "rl") -> None:
     """What the engine really trained on: rows (fixed micro-batches) or tokens (dynamic) per loss call."""
-    if recorder is None or not recorder.calls:
+    if not calls:
         return
     dynamic = _select(cfg, dynamic_path)
     if dynamic:
         budget, source = expected_value("MAX_TOKENS_PER_GPU", env, cfg, tokens_path, trainer)
         rows.append(Row("MAX_TOKENS_PER_GPU", f"{where}: tokens in the largest micro-batch trained", budget,
-                        max(tokens for _, tokens in recorder.calls), "<=", source))
+                        max(tokens for _, tokens in calls), "<=", source))
     else:
         micro, source = expected_value("MICRO_BATCH_SIZE_PER_GPU", env, cfg, micro_path, trainer)
         rows.append(Row("MICRO_BATCH_SIZE_PER_GPU", f"{where}: rows per micro-batch trained",
-                        min(int(micro), per_update), max(r for r, _ in recorder.calls), source=source))
+                        min(int(micro), per_update), max(r for r, _ in calls), source=source))
 
 
 def _loss_rows(rows, env, cfg, loss_cfg) -> None:
@@ -216,7 +216,7 @@ def observe_rl(cfg, env, result) -> list[Row]:
                        f"{a}.ppo_max_token_len_per_gpu", f"{a}.use_dynamic_bsz", infer=False)
     _engine_batch_rows(rows, env, cfg, actor, "actor log-probs", f"{r}.log_prob_micro_batch_size_per_gpu",
                        f"{r}.log_prob_max_token_len_per_gpu", f"{r}.log_prob_use_dynamic_bsz", infer=True)
-    _micro_batches_rows(rows, env, cfg, host.actor_recorder, "actor update", f"{a}.ppo_micro_batch_size_per_gpu",
+    _micro_batches_rows(rows, env, cfg, host.actor_recorder.calls, "actor update", f"{a}.ppo_micro_batch_size_per_gpu",
                         f"{a}.ppo_max_token_len_per_gpu", f"{a}.use_dynamic_bsz",
                         int(cfg.actor_rollout_ref.actor.ppo_mini_batch_size) * n)
     lr, source = expected_value("ACTOR_LR", env, cfg, f"{a}.optim.lr")
@@ -239,7 +239,7 @@ def observe_rl(cfg, env, result) -> list[Row]:
                            "critic.ppo_max_token_len_per_gpu", "critic.use_dynamic_bsz", infer=False)
         _engine_batch_rows(rows, env, cfg, critic, "critic values", "critic.forward_micro_batch_size_per_gpu",
                            "critic.ppo_max_token_len_per_gpu", "critic.use_dynamic_bsz", infer=True)
-        _micro_batches_rows(rows, env, cfg, host.critic_recorder, "critic update", "critic.ppo_micro_batch_size_per_gpu",
+        _micro_batches_rows(rows, env, cfg, host.critic_recorder.calls, "critic update", "critic.ppo_micro_batch_size_per_gpu",
                             "critic.ppo_max_token_len_per_gpu", "critic.use_dynamic_bsz",
                             int(cfg.critic.ppo_mini_batch_size) * n)
         lr, source = expected_value("CRITIC_LR", env, cfg, "critic.optim.lr")
@@ -274,7 +274,7 @@ def observe_sft(cfg, env, result) -> list[Row]:
                             ("MAX_TOKENS_PER_GPU", "data.max_token_len_per_gpu", "max_token_len_per_gpu")):
         expected, source = expected_value(knob, env, cfg, path, "sft")
         rows.append(Row(knob, f"SFT step: {key}", expected, seen.get(key), source=source))
-    _micro_batches_rows(rows, env, cfg, result.recorder, "SFT step", "data.micro_batch_size_per_gpu",
+    _micro_batches_rows(rows, env, cfg, result.train_calls, "SFT step", "data.micro_batch_size_per_gpu",
                         "data.max_token_len_per_gpu", "data.use_dynamic_bsz", int(cfg.data.train_batch_size), "sft")
     lr, source = expected_value("LR", env, cfg, "optim.lr", "sft")
     rows.append(Row("LR", "optimizer: learning rate", lr, _lr(engine), source=source))
@@ -282,7 +282,7 @@ def observe_sft(cfg, env, result) -> list[Row]:
     rows.append(Row("WEIGHT_DECAY", "optimizer: weight decay", decay,
                     float(engine.optimizer.param_groups[0].get("weight_decay", 0.0)), source=source))
     batch, source = expected_value("TRAIN_BATCH_SIZE", env, cfg, "data.train_batch_size", "sft")
-    rows.append(Row("TRAIN_BATCH_SIZE", "SFT step: conversations trained", batch, sum(r for r, _ in result.recorder.calls),
+    rows.append(Row("TRAIN_BATCH_SIZE", "SFT step: conversations trained", batch, sum(r for r, _ in result.train_calls),
                     source=source))
     _lora_rows(rows, env, cfg, engine, "model", "sft", "model")
     _attention_row(rows, env, cfg, engine, "model", "model")

@@ -46,6 +46,7 @@ class RLResult:
     kl_ctrl: object = None
     prompts: int | None = None
     responses_per_prompt: int | None = None
+    changed: tuple[int, int, float] | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -93,7 +94,7 @@ def run_rl(plan, cfg, settings, out) -> RLResult:
     from torchdata.stateful_dataloader import StatefulDataLoader
 
     from common.rehearsal import reward as rewards
-    from common.rehearsal.engines import build_rl
+    from common.rehearsal.engines import build_rl, changed_since, trainable_snapshot
     from common.rehearsal.rollout import GenerateClient, RewardModelServer
     from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
     from verl.protocol import DataProto
@@ -135,6 +136,8 @@ def run_rl(plan, cfg, settings, out) -> RLResult:
     start = time.monotonic()
     host = build_rl(cfg)
     result.host = host
+    before = trainable_snapshot(host.actor.engine)
+    first_lr = float(host.actor.engine.optimizer.param_groups[0]["lr"])
     built = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in host.build_seconds.items())
     out(f"[rehearsal] engines built in {time.monotonic() - start:.1f}s ({built})")
     for note in host.notes:
@@ -245,6 +248,8 @@ def run_rl(plan, cfg, settings, out) -> RLResult:
             result.metrics.append(metrics)
             _print_metrics(metrics, step, out)
             logger.log(data=metrics, step=step)
+        result.changed = changed_since(host.actor.engine, before)
+        out(parameters_note(*result.changed, first_lr=first_lr))
         # 7. checkpoint, as trainer_base.py _save_checkpoint lays it out.
         result.checkpoint = save_checkpoint(host, cfg, settings.steps, loader)
     finally:
@@ -255,6 +260,15 @@ def run_rl(plan, cfg, settings, out) -> RLResult:
     if not all(math.isfinite(v) for m in result.metrics for k, v in m.items() if _is_loss(k, v)):
         result.notes.append("a loss or gradient norm is not finite")
     return result
+
+
+def parameters_note(changed: int, compared: int, largest: float, first_lr: float | None = None) -> str:
+    if changed:
+        return (f"[rehearsal] the optimizer step moved the weights: {changed} of {compared} sampled trainable tensors "
+                f"changed (largest change {largest:.3g})")
+    why = ("the first step's learning rate is 0 (the warm-up starts at 0; LR_WARMUP_RATIO)" if first_lr == 0 else
+           "the gradient was zero (e.g. every group's responses scored alike, so every advantage is 0)")
+    return f"[rehearsal] the optimizer step left the {compared} sampled trainable tensors unchanged: {why}"
 
 
 def _is_loss(key: str, value) -> bool:

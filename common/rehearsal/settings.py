@@ -122,6 +122,10 @@ def prepare(plan, cfg, settings: Settings):
             cfg.trainer.rollout_data_dir = str(folder / "rollout")
             cfg.trainer.validation_data_dir = str(folder / "validation")
         changes.append(f"outputs: {folder} (checkpoints, merged model, metrics, eval); resume off")
+        if plan.trainer == "sft" and cfg.trainer.get("device") != "cpu":
+            # verl's SFT trainer moves sequence lengths to trainer.device (auto_set_device sets npu the same way).
+            changes.append(f"trainer.device: {cfg.trainer.get('device')} -> cpu")
+            cfg.trainer.device = "cpu"
         if settings.model == "tiny":
             _swap_models(cfg, plan, settings, changes)
         # FSDP1 -> FSDP2 (the only change the CPU forces on the engines).
