@@ -966,6 +966,13 @@ def attention_checks(plan, cfg, ctx) -> list[Result]:
     return check(plan, cfg, ctx)
 
 
+def lora_checks(plan, cfg, ctx) -> list[Result]:
+    # The "lora" row (learning rate left at the full-weight value) lives in common/lora_checks.py.
+    from common.lora_checks import lora_checks as check
+
+    return check(plan, cfg, ctx)
+
+
 def run_checks(plan, cfg, env: dict | None = None, dry_run: bool | None = None, gpus_found: int | None = None) -> list[Result]:
     """Every check for the plan; a check that crashes is reported as a warning naming the crash."""
     from common.memory import shape_for
@@ -986,7 +993,7 @@ def run_checks(plan, cfg, env: dict | None = None, dry_run: bool | None = None, 
     else:
         steps = [lambda p, c, x: batch_checks(c), lambda p, c, x: parallel_checks(c, x.get("shape"))]
     steps += [length_checks, data_checks, data_source_checks, prompt_length_checks, reward_checks, reward_manager_checks,
-              legacy_key_checks, attention_checks,
+              legacy_key_checks, attention_checks, lora_checks,
               logger_checks, output_checks, version_checks, gpu_checks, ray_checks, memory_checks]
     results: list[Result] = []
     for step in steps:

@@ -37,8 +37,41 @@ def _say(out):
     return say
 
 
+def _numbers(metrics: dict) -> dict:
+    """A metrics dict with plain floats (verl's values may be numpy scalars or 0-d tensors)."""
+    out = {}
+    for key, value in metrics.items():
+        try:
+            out[key] = float(value)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def _finite(metrics: list[dict]) -> list[str]:
+    """Loss and gradient-norm metrics that are NaN or infinite."""
+    import math
+
+    names = ("loss", "pg_loss", "vf_loss", "kl_loss", "grad_norm")
+    return sorted({k for m in metrics for k, v in _numbers(m).items() if k.rsplit("/", 1)[-1] in names and not math.isfinite(v)})
+
+
+def _write_summary(folder, summary: dict) -> None:
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "summary.json"
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(summary, indent=1, default=str) + "\n")
+    os.replace(tmp, path)
+
+
 def rehearse(plan, cfg, env: dict[str, str] | None = None, out=print) -> int:
-    """Run the rehearsal for a checked launch plan; returns the exit code (0 = trained and every knob arrived)."""
+    """Run the rehearsal for a checked launch plan; returns the exit code (0 = trained and every knob arrived).
+
+    Also writes <run folder>/rehearsal/summary.json: exit code, what changed for the CPU, the metrics of
+    each step, the knob table, whether the weights moved, the DAPO groups kept, the merged model and
+    the test.sh report."""
     from common.knobs import ConfigError
     from common.rehearsal import settings as settings_mod
 
@@ -52,21 +85,23 @@ def rehearse(plan, cfg, env: dict[str, str] | None = None, out=print) -> int:
     started = time.monotonic()
     say(f"[rehearsal] {plan.method}: {settings.steps} real training step(s) of the launch config on the CPU; "
         f"outputs in {settings.folder}")
+    summary: dict = {"method": plan.method, "steps": settings.steps, "exit_code": 1}
+    code = 1
     try:
-        from common.rehearsal import device
+        import shutil
+
+        from omegaconf import OmegaConf
+
+        from common.rehearsal import device, export, knob_table
 
         # The rehearsal's own folder starts empty: a merged model cached from an earlier rehearsal
         # would otherwise be reused for this one's checkpoint.
-        import shutil
-
         shutil.rmtree(settings.folder, ignore_errors=True)
         settings.folder.mkdir(parents=True, exist_ok=True)
         prepared, changes = settings_mod.prepare(plan, cfg, settings)
         changes = device.use_cpu() + changes
         for change in changes:
             say(f"[rehearsal] changed for the CPU: {change}")
-        from omegaconf import OmegaConf
-
         # verl's workers edit the config they are given (ActorRolloutRefWorker.init_model pops the
         # reference's log_prob_* keys): the knob table reads a copy taken before.
         expected = OmegaConf.create(OmegaConf.to_container(prepared))
@@ -80,21 +115,35 @@ def rehearse(plan, cfg, env: dict[str, str] | None = None, out=print) -> int:
                 from common.rehearsal.rollout import STAND_IN_NOTE
 
                 say(f"[rehearsal] {STAND_IN_NOTE}")
+                changes.append(STAND_IN_NOTE)
                 result = run_rl(plan, prepared, settings, say)
-            from common.rehearsal import knob_table
-
             rows = knob_table.observe(plan, expected, env, result)
+        changes += getattr(getattr(result, "host", None), "notes", [])
+        summary.update(changes=changes, metrics=[_numbers(m) for m in result.metrics],
+                       knob_table=[{**vars(r), "ok": r.ok} for r in rows],
+                       parameters=dict(zip(("changed", "compared", "largest_change"), result.changed or (0, 0, 0.0))),
+                       dapo=getattr(result, "dapo", None), pad_share=getattr(result, "pad_share", None),
+                       reward_model_scored=getattr(result, "reward_model_scored", None),
+                       checkpoint=str(result.checkpoint) if result.checkpoint else None)
         code = knob_table.report(rows, say)
-        from common.rehearsal import export
-
-        code = max(code, export.merge_and_score(plan, prepared, settings, result, say))
+        broken = _finite(result.metrics)
+        if broken:
+            say(f"[rehearsal] not finite after the step: {', '.join(broken)}")
+            code = 1
+        export_code, exported = export.merge_and_score(plan, prepared, settings, result, say)
+        summary.update(exported)
+        code = max(code, export_code)
     except ConfigError as exc:
         say(f"[{plan.method}] rehearsal: {exc}")
-        return 2
+        summary["error"] = str(exc)
+        code = 2
     except Exception as exc:
         say(traceback.format_exc())
         say(f"[{plan.method}] rehearsal FAILED: {type(exc).__name__}: {exc}")
-        return 1
+        summary["error"] = f"{type(exc).__name__}: {exc}"
+        code = 1
+    summary.update(exit_code=code, seconds=round(time.monotonic() - started, 1))
+    _write_summary(settings.folder, summary)
     verdict = "PASSED" if code == 0 else "FAILED"
-    say(f"[rehearsal] {plan.method} {verdict} in {time.monotonic() - started:.0f}s")
+    say(f"[rehearsal] {plan.method} {verdict} in {time.monotonic() - started:.0f}s (summary: {settings.folder / 'summary.json'})")
     return code

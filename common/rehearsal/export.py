@@ -3,7 +3,7 @@
     code = merge_and_score(plan, cfg, settings, result, print)
 
 Offers:
-- merge_and_score(plan, cfg, settings, result, out) -> exit code: merges the actor checkpoint with
+- merge_and_score(plan, cfg, settings, result, out) -> (exit code, {merged_model, eval_report}): merges the actor checkpoint with
   verl's model merger (common/evaluation/checkpoint.py: FSDPModelMerger, LoRA folded in), then runs
   what `./test.sh --model_path <merged> --batch --input_file VAL_DATA --limit N` runs
   (common.test_model.main, in this process) into <rehearsal folder>/eval.json. 0 when the merged
@@ -59,29 +59,30 @@ def _val_file(plan, cfg, settings) -> Path | None:
     return Path(files[0])
 
 
-def merge_and_score(plan, cfg, settings, result, out) -> int:
+def merge_and_score(plan, cfg, settings, result, out) -> tuple[int, dict]:
     from common.evaluation.checkpoint import CheckpointError, resolve_model
 
     checkpoint = getattr(result, "checkpoint", None)
     if checkpoint is None:
         out("[rehearsal] no checkpoint was written: nothing to merge")
-        return 1
+        return 1, {}
     try:
         resolved = resolve_model(str(checkpoint))
     except CheckpointError as exc:
         out(f"[rehearsal] merge to Hugging Face format FAILED: {exc}")
-        return 1
+        return 1, {}
+    info = {"merged_model": resolved.hf_path}
     out(f"[rehearsal] checkpoint {checkpoint} merged by verl's model merger into {resolved.hf_path}")
     if settings.eval_rows == 0:
         out("[rehearsal] REHEARSAL_EVAL_ROWS=0: test.sh not run")
-        return 0
+        return 0, info
     val = _val_file(plan, cfg, settings)
     if val is None:
         from transformers import AutoModelForCausalLM
 
         AutoModelForCausalLM.from_pretrained(resolved.hf_path)
         out("[rehearsal] the merged model loads; test.sh not run: no VAL_DATA rows with an answer to score")
-        return 0
+        return 0, info
     report = settings.folder / "eval.json"
     argv = ["--model_path", resolved.hf_path, "--batch", "--input_file", str(val), "--limit", str(settings.eval_rows),
             "--output_file", str(report), "--max_new_tokens", str(EVAL_MAX_NEW_TOKENS), "--device", "cpu",
@@ -92,9 +93,10 @@ def merge_and_score(plan, cfg, settings, result, out) -> int:
     code = test_model(argv)
     if code != 0 or not report.is_file():
         out(f"[rehearsal] test.sh on the merged model FAILED (exit {code})")
-        return 1
+        return 1, info
     summary = json.loads(report.read_text()).get("summary", [{}])[0]
     shown = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     out(f"[rehearsal] test.sh scored the merged model on {settings.eval_rows} VAL_DATA row(s): "
         + ", ".join(f"{k}={v:g}" for k, v in list(shown.items())[:6]) + f" (report {report})")
-    return 0
+    info["eval_report"] = str(report)
+    return 0, info

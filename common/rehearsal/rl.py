@@ -26,7 +26,6 @@ Offers:
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import time
 import uuid
@@ -47,7 +46,7 @@ class RLResult:
     prompts: int | None = None
     responses_per_prompt: int | None = None
     changed: tuple[int, int, float] | None = None
-    notes: list[str] = field(default_factory=list)
+    reward_model_scored: int | None = None
 
 
 def _total_training_steps(cfg, dataset_len: int) -> int:
@@ -248,6 +247,9 @@ def run_rl(plan, cfg, settings, out) -> RLResult:
             result.metrics.append(metrics)
             _print_metrics(metrics, step, out)
             logger.log(data=metrics, step=step)
+        if rm_server is not None:
+            result.reward_model_scored = rm_server.scored
+            out(f"[rehearsal] the reward model scored {rm_server.scored} responses through verl's reward loop")
         result.changed = changed_since(host.actor.engine, before)
         out(parameters_note(*result.changed, first_lr=first_lr))
         # 7. checkpoint, as trainer_base.py _save_checkpoint lays it out.
@@ -257,8 +259,6 @@ def run_rl(plan, cfg, settings, out) -> RLResult:
             rm_server.close()
         asyncio.set_event_loop(None)
         loop.close()
-    if not all(math.isfinite(v) for m in result.metrics for k, v in m.items() if _is_loss(k, v)):
-        result.notes.append("a loss or gradient norm is not finite")
     return result
 
 
@@ -269,10 +269,6 @@ def parameters_note(changed: int, compared: int, largest: float, first_lr: float
     why = ("the first step's learning rate is 0 (the warm-up starts at 0; LR_WARMUP_RATIO)" if first_lr == 0 else
            "the gradient was zero (e.g. every group's responses scored alike, so every advantage is 0)")
     return f"[rehearsal] the optimizer step left the {compared} sampled trainable tensors unchanged: {why}"
-
-
-def _is_loss(key: str, value) -> bool:
-    return isinstance(value, (int, float)) and key.split("/")[-1] in {"pg_loss", "vf_loss", "grad_norm", "kl_loss"}
 
 
 def save_checkpoint(host, cfg, step: int, loader) -> Path:

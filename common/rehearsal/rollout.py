@@ -45,8 +45,11 @@ class GenerateClient:
     """verl's LLM server client interface, answered by transformers' generate on the policy's weights."""
 
     def __init__(self, engine, rollout_config, hf_config, tokenizer, generation_config=None):
+        import torch
         from transformers import AutoModelForCausalLM
 
+        # vLLM seeds its engine with rollout.seed; so does the stand-in, so a rehearsal samples the same responses.
+        torch.manual_seed(int(rollout_config.get("seed", 0) or 0))
         self.engine = engine
         self.config = rollout_config
         self.tokenizer = tokenizer
