@@ -8,6 +8,9 @@ train.sh hands to common/launch.sh (its config block, exported) and exits; this 
 common.launch.main on that environment, as launch.sh would, with stdout and stderr in
 OUT_DIR/<name>.log and the exit code in OUT_DIR/<name>.rc. break_knob maps that knob to
 critic.optim.lr instead of its own path (a deliberately broken mapping the knob table must catch).
+
+Also offers compose(method, env, work) -> (plan, cfg): a method's config as its train.sh would
+compose it with env, in the test's own process (for fast tests of knob mappings).
 """
 
 from __future__ import annotations
@@ -107,3 +110,13 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.path.insert(0, str(REPO_ROOT))
     raise SystemExit(main())
+
+
+def compose(method: str, env: dict[str, str], work: Path, extra_args: tuple[str, ...] = ()):
+    """(plan, cfg) of `<method>/train.sh` with env, composed in this process (no preflight, no GPU)."""
+    from common.launch import compose_config, make_plan
+
+    work.mkdir(parents=True, exist_ok=True)
+    full = train_sh_env(method, {"OUTPUT_DIR": str(work / "outputs"), **env}, work)
+    plan = make_plan(REPO_ROOT / method, full, list(extra_args), detect=lambda: (0, "no GPU (test)"))
+    return plan, compose_config(plan)
