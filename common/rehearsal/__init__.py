@@ -83,7 +83,8 @@ def rehearse(plan, cfg, env: dict[str, str] | None = None, out=print) -> int:
         say(f"[{plan.method}] rehearsal: {exc}")
         return 2
     started = time.monotonic()
-    say(f"[rehearsal] {plan.method}: {settings.steps} real training step(s) of the launch config on the CPU; "
+    where = "the CPU" if settings.device == "cpu" else "a GPU (REHEARSAL_DEVICE=cuda)"
+    say(f"[rehearsal] {plan.method}: {settings.steps} real training step(s) of the launch config on {where}; "
         f"outputs in {settings.folder}")
     summary: dict = {"method": plan.method, "steps": settings.steps, "exit_code": 1}
     code = 1
@@ -99,13 +100,13 @@ def rehearse(plan, cfg, env: dict[str, str] | None = None, out=print) -> int:
         shutil.rmtree(settings.folder, ignore_errors=True)
         settings.folder.mkdir(parents=True, exist_ok=True)
         prepared, changes = settings_mod.prepare(plan, cfg, settings)
-        changes = device.use_cpu() + changes
+        changes = (device.use_cpu() if settings.device == "cpu" else device.use_cuda()) + changes
         for change in changes:
-            say(f"[rehearsal] changed for the CPU: {change}")
+            say(f"{settings.changed} {change}")
         # verl's workers edit the config they are given (ActorRolloutRefWorker.init_model pops the
         # reference's log_prob_* keys): the knob table reads a copy taken before.
         expected = OmegaConf.create(OmegaConf.to_container(prepared))
-        with device.process_group():
+        with device.process_group(settings.device):
             if plan.trainer == "sft":
                 from common.rehearsal.sft import run_sft
 

@@ -15,8 +15,9 @@ Offers:
   engine classes a GPU launch uses (VERL_ENGINE_DEVICE=cuda: FSDPEngineWithLMHead and
   FSDPEngineWithValueHead are registered for device=["cuda", "npu"] only,
   workers/engine/fsdp/transformer_impl.py:1143 and :1594). Returns the notes to print.
-- process_group(): torch.distributed on gloo with rank 0 of 1 on a free local port, torn down on
-  exit; verl's workers find it initialised and use it (utils/distributed.py,
+- use_cuda(): the GPU rehearsal (REHEARSAL_DEVICE=cuda) keeps verl's own platform; checks there is one.
+- process_group(device): torch.distributed with rank 0 of 1 on a free local port (gloo; on a GPU also
+  NCCL), torn down on exit; verl's workers find it initialised and use it (utils/distributed.py,
   initialize_global_process_group_ray returns early when one exists).
 """
 
@@ -215,18 +216,33 @@ def free_port() -> int:
 
 
 @contextmanager
-def process_group():
-    """torch.distributed on gloo, rank 0 of 1, for the duration of the block."""
+def process_group(device: str = "cpu"):
+    """torch.distributed, rank 0 of 1, for the duration of the block: gloo on the CPU; on a GPU
+    gloo for CPU tensors and NCCL for CUDA ones, as verl's own initialize_global_process_group_ray."""
     import torch.distributed as dist
 
+    backend = "gloo" if device == "cpu" else "cpu:gloo,cuda:nccl"
+    if device != "cpu":
+        import torch
+
+        torch.cuda.set_device(0)
     port = free_port()
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="1",
                       LOCAL_RANK="0", LOCAL_WORLD_SIZE="1")
     created = not dist.is_initialized()
     if created:
-        dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{port}")
+        dist.init_process_group(backend, rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{port}")
     try:
         yield
     finally:
         if created and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def use_cuda() -> list[str]:
+    """REHEARSAL_DEVICE=cuda: verl's own CUDA platform, nothing replaced."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("REHEARSAL_DEVICE=cuda but torch sees no CUDA device (use REHEARSAL_DEVICE=cpu)")
+    return [f"device: {torch.cuda.get_device_name(0)} (verl's own CUDA platform; nothing changed for the device)"]

@@ -85,7 +85,8 @@ def merge_and_score(plan, cfg, settings, result, out) -> tuple[int, dict]:
         return 0, info
     report = settings.folder / "eval.json"
     argv = ["--model_path", resolved.hf_path, "--batch", "--input_file", str(val), "--limit", str(settings.eval_rows),
-            "--output_file", str(report), "--max_new_tokens", str(EVAL_MAX_NEW_TOKENS), "--device", "cpu",
+            "--output_file", str(report), "--max_new_tokens", str(EVAL_MAX_NEW_TOKENS),
+            "--device", "cpu" if settings.device == "cpu" else "auto",
             "--batch_size", str(settings.eval_rows), "-q"]
     out("[rehearsal] ./test.sh " + " ".join(argv))
     from common.test_model import main as test_model

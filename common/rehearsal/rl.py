@@ -140,7 +140,7 @@ def run_rl(plan, cfg, settings, out) -> RLResult:
     built = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in host.build_seconds.items())
     out(f"[rehearsal] engines built in {time.monotonic() - start:.1f}s ({built})")
     for note in host.notes:
-        out(f"[rehearsal] changed for the CPU: {note}")
+        out(f"{settings.changed} {note}")
 
     # 3-4. rollout stand-in, reward worker(s), verl's agent loop worker.
     # One event loop for the whole step: verl's reward managers keep the loop they were built on
@@ -150,14 +150,15 @@ def run_rl(plan, cfg, settings, out) -> RLResult:
     rm_server = None
     if cfg.reward.reward_model.enable:
         rm_attn = cfg.actor_rollout_ref.model.get("override_config", {}).get("attn_implementation", "sdpa")
-        rm_server = RewardModelServer(str(cfg.reward.reward_model.model_path), attn_implementation=rm_attn)
+        rm_server = RewardModelServer(str(cfg.reward.reward_model.model_path), attn_implementation=rm_attn,
+                                      device=settings.device)
         out(f"[rehearsal] reward model {cfg.reward.reward_model.model_path}: transformers answers vLLM's /classify "
             f"at {rm_server.address} (verl's RewardLoopWorker sends the requests)")
     try:
         worker = rewards.reward_worker(cfg, rm_server.address if rm_server else None)
         streaming = not cfg.reward.reward_model.enable or cfg.reward.reward_model.enable_resource_pool
         client = GenerateClient(host.actor.engine, cfg.actor_rollout_ref.rollout, model_config.hf_config, tokenizer,
-                                model_config.generation_config)
+                                model_config.generation_config, device=settings.device)
         result.rollout = client
         agent = AgentLoopWorker(cfg, llm_client=client, teacher_client=None,
                                 reward_loop_worker_handles=[rewards.LocalHandle(worker)] if streaming else None)
@@ -204,6 +205,11 @@ def run_rl(plan, cfg, settings, out) -> RLResult:
                            "(max_num_gen_batches is ignored); the rehearsal trains on the batch as generated"
                            if dropped else ""))
                 result.pad_share = _pad_share(batch)
+                packed = cfg.actor_rollout_ref.model.get("use_remove_padding", True)
+                out(f"[rehearsal] padding: {result.pad_share:.0%} of this batch's (prompt | response) positions are pad "
+                    + ("tokens, skipped by the packed (use_remove_padding) path" if packed else
+                       f"tokens, which padded micro-batches compute (use_remove_padding=false, as with sdpa: "
+                       f"~{1 / max(1e-9, 1 - result.pad_share):.2f}x the tokens of packed rows)"))
                 with marked_timer("old_log_prob", timing):
                     old_log_prob, old_mfu = host._compute_old_log_prob(batch)
                     actor_cfg = cfg.actor_rollout_ref.actor

@@ -44,7 +44,7 @@ def _dtype(name: str):
 class GenerateClient:
     """verl's LLM server client interface, answered by transformers' generate on the policy's weights."""
 
-    def __init__(self, engine, rollout_config, hf_config, tokenizer, generation_config=None):
+    def __init__(self, engine, rollout_config, hf_config, tokenizer, generation_config=None, device: str = "cpu"):
         import torch
         from transformers import AutoModelForCausalLM
 
@@ -53,7 +53,8 @@ class GenerateClient:
         self.engine = engine
         self.config = rollout_config
         self.tokenizer = tokenizer
-        self.model = AutoModelForCausalLM.from_config(hf_config, torch_dtype=_dtype(rollout_config.dtype))
+        self.device = device
+        self.model = AutoModelForCausalLM.from_config(hf_config, torch_dtype=_dtype(rollout_config.dtype)).to(device)
         self.model.eval()
         self.eos_ids = self._eos_ids(generation_config, tokenizer)
         self.max_model_len = int(rollout_config.max_model_len or (rollout_config.prompt_length + rollout_config.response_length))
@@ -169,7 +170,7 @@ class GenerateClient:
             kwargs.update(temperature=temperature, top_p=float(sampling_params.get("top_p", 1.0)),
                           top_k=top_k if top_k > 0 else 0)
         with torch.no_grad():
-            out = self.model.generate(ids, attention_mask=mask, **kwargs)
+            out = self.model.generate(ids.to(self.device), attention_mask=mask.to(self.device), **kwargs)
         outputs = []
         for row, budget in enumerate(budgets):
             tokens = out.sequences[row, width:].tolist()[:budget]
@@ -190,13 +191,15 @@ class GenerateClient:
 class RewardModelServer:
     """vLLM's /classify endpoint for a one-label reward model, served by transformers on 127.0.0.1."""
 
-    def __init__(self, model_path: str, attn_implementation: str = "sdpa"):
+    def __init__(self, model_path: str, attn_implementation: str = "sdpa", device: str = "cpu"):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.model = AutoModelForSequenceClassification.from_pretrained(
-            model_path, torch_dtype=torch.float32, attn_implementation=attn_implementation)
+            model_path, torch_dtype=torch.float32 if device == "cpu" else torch.bfloat16,
+            attn_implementation=attn_implementation).to(device)
+        self.device = device
         self.model.eval()
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id or self.tokenizer.eos_token_id
@@ -231,11 +234,11 @@ class RewardModelServer:
     def score(self, text: str) -> float:
         import torch
 
-        ids = self.tokenizer(text, return_tensors="pt", add_special_tokens=False)
+        ids = self.tokenizer(text, return_tensors="pt", add_special_tokens=False).to(self.device)
         with torch.no_grad():
             logits = self.model(**ids).logits
         self.scored += 1
-        return float(logits[0, -1])
+        return float(logits[0, -1].float())
 
     def close(self) -> None:
         self.httpd.shutdown()

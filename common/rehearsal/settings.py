@@ -9,6 +9,8 @@ Offers:
     REHEARSAL_MODEL  full (default: MODEL_PATH itself) or tiny (a random model of MODEL_PATH's
                      architecture and tokenizer, shrunk; common/rehearsal/tiny.py)
     REHEARSAL_EVAL_ROWS  VAL_DATA rows test.sh scores the merged model on (default 4; 0 = skip)
+    REHEARSAL_DEVICE cpu (default) or cuda: the same rehearsal on a GPU, with the launch's FSDP
+                     strategy and attention untouched (tests/gpu/smoke.sh asserts its knob table)
   and the rehearsal folder, <run folder>/rehearsal/: checkpoints/, merged model, eval report,
   metrics.jsonl, rollout/ and tiny_model/ of this rehearsal, apart from a real run's files.
 - prepare(plan, cfg, settings) -> (cfg, changes): a resolved copy of the launch config with only
@@ -27,6 +29,7 @@ REHEARSAL_KNOBS = {
     "REHEARSAL_STEPS": "training steps the rehearsal runs (default 1)",
     "REHEARSAL_MODEL": "full (default): MODEL_PATH itself; tiny: a random shrunk model of MODEL_PATH's architecture",
     "REHEARSAL_EVAL_ROWS": "VAL_DATA rows test.sh scores the rehearsal's merged model on (default 4; 0 skips)",
+    "REHEARSAL_DEVICE": "cpu (default) or cuda: run the rehearsal on a GPU (the GPU smoke test does)",
 }
 # Why FSDP1 cannot run here: verl wraps with sync_module_states=True
 # (verl/workers/engine/fsdp/transformer_impl.py, _build_fsdp_module), which torch refuses for CPU
@@ -42,6 +45,12 @@ class Settings:
     model: str  # full | tiny
     eval_rows: int
     folder: Path
+    device: str = "cpu"  # cpu | cuda
+
+    @property
+    def changed(self) -> str:
+        """How the rehearsal's output labels what it changed in the launch config."""
+        return "[rehearsal] changed for the CPU:" if self.device == "cpu" else "[rehearsal] changed for the rehearsal:"
 
     @classmethod
     def from_env(cls, env: dict[str, str], run_dir: Path) -> Settings:
@@ -58,7 +67,11 @@ class Settings:
         model = (env.get("REHEARSAL_MODEL") or "full").strip().lower()
         if model not in {"full", "tiny"}:
             raise ConfigError(f"REHEARSAL_MODEL={model!r} is not one of: full, tiny")
-        return cls(integer("REHEARSAL_STEPS", 1, 1), model, integer("REHEARSAL_EVAL_ROWS", 4, 0), Path(run_dir) / "rehearsal")
+        device = (env.get("REHEARSAL_DEVICE") or "cpu").strip().lower()
+        if device not in {"cpu", "cuda"}:
+            raise ConfigError(f"REHEARSAL_DEVICE={device!r} is not one of: cpu, cuda")
+        return cls(integer("REHEARSAL_STEPS", 1, 1), model, integer("REHEARSAL_EVAL_ROWS", 4, 0), Path(run_dir) / "rehearsal",
+                   device)
 
 
 def wanted(env: dict[str, str]) -> bool:
@@ -106,6 +119,23 @@ def _swap_models(cfg, plan, settings: Settings, changes: list[str]) -> None:
         cfg.reward.reward_model.model_path = tiny(str(cfg.reward.reward_model.model_path), reward=True)
 
 
+def _require_local_models(cfg, plan) -> None:
+    """REHEARSAL_MODEL=full loads MODEL_PATH (and a reward model) from disk: say so before verl tries the network."""
+    from omegaconf import OmegaConf
+
+    from common.rehearsal.tiny import ModelNotLocal, local_model_dir
+
+    paths = [OmegaConf.select(cfg, f"{key}.path") for key in _model_keys(plan.trainer)]
+    if plan.trainer == "rl" and cfg.reward.reward_model.get("enable"):
+        paths.append(cfg.reward.reward_model.get("model_path"))
+    for path in dict.fromkeys(p for p in paths if p):
+        try:
+            local_model_dir(str(path))
+        except ModelNotLocal as exc:
+            raise ConfigError(f"{exc}; or rehearse a random model of its architecture: REHEARSAL_MODEL=tiny "
+                              "(needs its config.json and tokenizer on disk)") from None
+
+
 def prepare(plan, cfg, settings: Settings):
     """A resolved copy of cfg for the CPU rehearsal, and the list of what changed and why."""
     from omegaconf import OmegaConf, open_dict
@@ -122,12 +152,16 @@ def prepare(plan, cfg, settings: Settings):
             cfg.trainer.rollout_data_dir = str(folder / "rollout")
             cfg.trainer.validation_data_dir = str(folder / "validation")
         changes.append(f"outputs: {folder} (checkpoints, merged model, metrics, eval); resume off")
+        if settings.model == "tiny":
+            _swap_models(cfg, plan, settings, changes)
+        else:
+            _require_local_models(cfg, plan)
+        if settings.device != "cpu":
+            return cfg, changes
         if plan.trainer == "sft" and cfg.trainer.get("device") != "cpu":
             # verl's SFT trainer moves sequence lengths to trainer.device (auto_set_device sets npu the same way).
             changes.append(f"trainer.device: {cfg.trainer.get('device')} -> cpu")
             cfg.trainer.device = "cpu"
-        if settings.model == "tiny":
-            _swap_models(cfg, plan, settings, changes)
         # FSDP1 -> FSDP2 (the only change the CPU forces on the engines).
         strategies = [("engine", cfg.engine)] if plan.trainer == "sft" else [
             ("actor", cfg.actor_rollout_ref.actor), ("ref", cfg.actor_rollout_ref.ref), ("critic", cfg.critic)]

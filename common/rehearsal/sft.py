@@ -48,7 +48,7 @@ def run_sft(plan, cfg, settings, out) -> SFTResult:
     with open_dict(cfg):
         cfg.data.val_max_samples = int(cfg.data.train_batch_size)
         cfg.data.num_workers = 0
-    out(f"[rehearsal] changed for the CPU: validation on {cfg.data.val_max_samples} VAL_DATA rows "
+    out(f"{settings.changed} validation on {cfg.data.val_max_samples} VAL_DATA rows "
         "(data.val_max_samples), data loaded in this process (data.num_workers=0)")
     metrics_path = settings.folder / "metrics.jsonl"
     previous = os.environ.get("VERL_FILE_LOGGER_PATH")

@@ -68,3 +68,19 @@ def test_tiny_model_swaps_every_model_path(tmp_path, tiny_model_dir):
     tiny = prepared.actor_rollout_ref.model.path
     assert tiny.startswith(str(settings.folder)) and prepared.critic.model.path == tiny
     assert any("REHEARSAL_MODEL=tiny" in change for change in changes)
+
+
+def test_a_model_not_on_disk_stops_before_verl_tries_the_network(tmp_path):
+    plan, cfg = compose("grpo", {"MODEL_PATH": "nobody/not-cached-0.5B"}, tmp_path)
+    with pytest.raises(ConfigError, match="not on this machine, and nothing is downloaded here.*REHEARSAL_MODEL=tiny"):
+        prepare(plan, cfg, Settings.from_env({}, plan.run_dir))
+
+
+def test_gpu_rehearsal_keeps_the_launch_strategy_and_attention(tmp_path, tiny_model_dir):
+    plan, cfg = compose("grpo", {"MODEL_PATH": str(tiny_model_dir), "ATTN_IMPL": "flash_attention_2"}, tmp_path)
+    prepared, changes = prepare(plan, cfg, Settings.from_env({"REHEARSAL_DEVICE": "cuda"}, plan.run_dir))
+    assert prepared.actor_rollout_ref.actor.strategy == cfg.actor_rollout_ref.actor.strategy == "fsdp"
+    assert prepared.actor_rollout_ref.model.override_config.attn_implementation == "flash_attention_2"
+    assert not any("fsdp2" in change for change in changes)
+    with pytest.raises(ConfigError, match="REHEARSAL_DEVICE='tpu' is not one of: cpu, cuda"):
+        Settings.from_env({"REHEARSAL_DEVICE": "tpu"}, plan.run_dir)
