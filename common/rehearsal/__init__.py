@@ -128,6 +128,14 @@ def rehearse(plan, cfg, env: dict[str, str] | None = None, out=print) -> int:
                        checkpoint=str(result.checkpoint) if result.checkpoint else None)
         code = knob_table.report(rows, say)
         broken = _finite(result.metrics)
+        # The engines are done: free their weights, gradients and optimizer states before the
+        # merge and test.sh load the model again (for a 0.5B model, ~10 GB of host memory).
+        for heavy in ("host", "engine", "rollout", "recorder"):
+            if hasattr(result, heavy):
+                setattr(result, heavy, None)
+        import gc
+
+        gc.collect()
         if broken:
             say(f"[rehearsal] not finite after the step: {', '.join(broken)}")
             code = 1

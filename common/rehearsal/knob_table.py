@@ -206,6 +206,20 @@ def _loss_rows(rows, env, cfg, loss_cfg) -> None:
         rows.append(Row(knob, where, expected, observed, source=source))
 
 
+def _updates_rows(rows, env, cfg, result) -> None:
+    """Optimizer steps per training step: TRAIN_BATCH_SIZE / PPO_MINI_BATCH_SIZE mini-batches x PPO_EPOCHS."""
+    train, _ = expected_value("TRAIN_BATCH_SIZE", env, cfg, "data.train_batch_size")
+    for who, path, observed in (("actor", "actor_rollout_ref.actor", result.actor_updates),
+                                ("critic", "critic", result.critic_updates)):
+        if observed is None:
+            continue
+        mini, mini_source = expected_value("PPO_MINI_BATCH_SIZE", env, cfg, f"{path}.ppo_mini_batch_size")
+        epochs, epochs_source = expected_value("PPO_EPOCHS", env, cfg, f"{path}.ppo_epochs")
+        source = "env" if "env" in (mini_source, epochs_source) else "default"
+        rows.append(Row("PPO_MINI_BATCH_SIZE", f"{who}: optimizer steps per training step (x PPO_EPOCHS)",
+                        int(train) // int(mini) * int(epochs), observed, source=source))
+
+
 def observe_rl(cfg, env, result) -> list[Row]:
     host = result.host
     arr, a, r = "actor_rollout_ref", "actor_rollout_ref.actor", "actor_rollout_ref.rollout"
@@ -258,6 +272,7 @@ def observe_rl(cfg, env, result) -> list[Row]:
         seed, source = expected_value("SEED", env, cfg, "data.seed")
         if seed is not None:
             rows.append(Row("SEED", "train data sampler: seed", seed, result.sampler_seed, source=source))
+    _updates_rows(rows, env, cfg, result)
     n_expected, source = expected_value("ROLLOUT_N", env, cfg, f"{r}.n")
     rows.append(Row("ROLLOUT_N", "batch: responses per prompt", n_expected, result.responses_per_prompt, source=source))
     batch, source = expected_value("TRAIN_BATCH_SIZE", env, cfg, "data.train_batch_size")

@@ -47,6 +47,8 @@ class RLResult:
     responses_per_prompt: int | None = None
     changed: tuple[int, int, float] | None = None
     reward_model_scored: int | None = None
+    actor_updates: int | None = None
+    critic_updates: int | None = None
 
 
 def _total_training_steps(cfg, dataset_len: int) -> int:
@@ -239,10 +241,14 @@ def run_rl(plan, cfg, settings, out) -> RLResult:
                         norm_adv_by_std_in_grpo=cfg.algorithm.get("norm_adv_by_std_in_grpo", True), config=cfg.algorithm)
                 if host.use_critic:
                     with marked_timer("update_critic", timing):
-                        metrics.update(reduce_metrics(host._update_critic(batch).meta_info["metrics"]))
+                        raw = host._update_critic(batch).meta_info["metrics"]
+                        result.critic_updates = len(raw.get("critic/grad_norm", []))  # one per mini-batch
+                        metrics.update(reduce_metrics(raw))
                 if int(cfg.trainer.critic_warmup) <= step:
                     with marked_timer("update_actor", timing):
-                        metrics.update(reduce_metrics(host._update_actor(batch).meta_info["metrics"]))
+                        raw = host._update_actor(batch).meta_info["metrics"]
+                        result.actor_updates = len(raw.get("actor/grad_norm", []))  # one optimizer step per mini-batch
+                        metrics.update(reduce_metrics(raw))
                     # What update_weights does for vLLM after each step: the rollout gets the new weights.
                     with marked_timer("update_weights", timing):
                         client.sync()
