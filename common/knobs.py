@@ -72,11 +72,11 @@ RL_KNOBS: tuple[Knob, ...] = (
     Knob("KL_COV_RATIO", "float", (f"{_ACTOR}.policy_loss.kl_cov_ratio",)),
     Knob("DYNAMIC_SAMPLING", "bool", ("algorithm.filter_groups.enable",), "DAPO: drop groups with equal rewards"),
     Knob("FILTER_GROUPS_METRIC", "str", ("algorithm.filter_groups.metric",)),
-    # Overlong shaping works for every RL method: only DAPO's YAML defines the block, so "++" adds
-    # the keys elsewhere, and the launcher switches to verl's dapo reward manager, which applies it.
-    Knob("OVERLONG_SHAPING", "bool", ("++reward.reward_kwargs.overlong_buffer_cfg.enable",)),
-    Knob("OVERLONG_BUFFER_LEN", "int", ("++reward.reward_kwargs.overlong_buffer_cfg.len",)),
-    Knob("OVERLONG_PENALTY_FACTOR", "float", ("++reward.reward_kwargs.overlong_buffer_cfg.penalty_factor",)),
+    # Overlong shaping works for every RL method: each RL YAML has the block (off except in DAPO), and
+    # the launcher switches to verl's dapo reward manager, the one that applies it.
+    Knob("OVERLONG_SHAPING", "bool", ("reward.reward_kwargs.overlong_buffer_cfg.enable",)),
+    Knob("OVERLONG_BUFFER_LEN", "int", ("reward.reward_kwargs.overlong_buffer_cfg.len",)),
+    Knob("OVERLONG_PENALTY_FACTOR", "float", ("reward.reward_kwargs.overlong_buffer_cfg.penalty_factor",)),
     Knob("GAMMA", "float", ("algorithm.gamma",)),
     Knob("LAM", "float", ("algorithm.lam",)),
     # --- critic (PPO)

@@ -284,18 +284,13 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
         # ---- end LoRA rollout settings
 
     # ---- overlong shaping on any RL method: verl's dapo reward manager applies the penalty (the
-    # naive manager ignores reward_kwargs), against the generation limit, over the last quarter.
+    # naive manager ignores reward_kwargs); by default over the last quarter of the generation limit.
     if trainer == "rl" and parse_bool("OVERLONG_SHAPING", env.get("OVERLONG_SHAPING") or "false"):
         if not (env.get("REWARD_MANAGER") or "").strip():
             add("reward.reward_manager.name", "dapo")
-        overlong = "++reward.reward_kwargs"
-        add(f"{overlong}.max_resp_len", "${data.max_response_length}", raw=True)
         if not (env.get("OVERLONG_BUFFER_LEN") or "").strip():
             response = parse_value(Knob("MAX_RESPONSE_LENGTH", "int", ()), env.get("MAX_RESPONSE_LENGTH") or "1024")
-            add(f"{overlong}.overlong_buffer_cfg.len", max(1, response // 4))
-        if not (env.get("OVERLONG_PENALTY_FACTOR") or "").strip():
-            add(f"{overlong}.overlong_buffer_cfg.penalty_factor", 1.0)
-        add(f"{overlong}.overlong_buffer_cfg.log", False)
+            add("reward.reward_kwargs.overlong_buffer_cfg.len", max(1, response // 4))
     # ---- end overlong shaping
 
     # Names and folders.
