@@ -23,10 +23,47 @@ rl (PPO/GRPO/DAPO/GSPO step), sft (SFT step), knob_table, export (merge + test.s
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import re
 import sys
 import time
 import traceback
+
+
+# Environment variables whose values never reach the console (API keys, tokens, passwords).
+_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)S?$", re.IGNORECASE)
+
+
+class _SecretMask(io.TextIOBase):
+    """A text stream writing through to another with secret environment values replaced by ***:
+    verl's pieces print configs and messages straight to stdout in this process."""
+
+    def __init__(self, stream, secrets: list[str]):
+        self.stream, self.secrets = stream, secrets
+
+    def write(self, text: str) -> int:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+
+@contextlib.contextmanager
+def _masked_output(env: dict[str, str]):
+    secrets = sorted({v for k, v in env.items() if _SECRET_NAME.search(k) and v and len(v) >= 4}, key=len, reverse=True)
+    old_out, old_err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _SecretMask(old_out, secrets), _SecretMask(old_err, secrets)
+    try:
+        yield secrets
+    finally:
+        sys.stdout, sys.stderr = old_out, old_err
 
 
 def _say(out):
@@ -56,18 +93,31 @@ def _finite(metrics: list[dict]) -> list[str]:
     return sorted({k for m in metrics for k, v in _numbers(m).items() if k.rsplit("/", 1)[-1] in names and not math.isfinite(v)})
 
 
-def _write_summary(folder, summary: dict) -> None:
+def _write_summary(folder, summary: dict, secrets: list[str]) -> None:
     import json
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "summary.json"
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(summary, indent=1, default=str) + "\n")
+    text = json.dumps(summary, indent=1, default=str)
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    tmp.write_text(text + "\n")
     os.replace(tmp, path)
 
 
 def rehearse(plan, cfg, env: dict[str, str] | None = None, out=print) -> int:
     """Run the rehearsal for a checked launch plan; returns the exit code (0 = trained and every knob arrived).
+
+    Secret environment values (names ending in KEY, TOKEN, SECRET, PASSWORD, CREDENTIAL) are masked
+    in everything printed meanwhile."""
+    env = dict(os.environ if env is None else env)
+    with _masked_output(env) as secrets:
+        return _rehearse(plan, cfg, env, out, secrets)
+
+
+def _rehearse(plan, cfg, env: dict[str, str], out, secrets: list[str]) -> int:
+    """The rehearsal itself (see rehearse).
 
     Also writes <run folder>/rehearsal/summary.json: exit code, what changed for the CPU, the metrics of
     each step, the knob table, whether the weights moved, the DAPO groups kept, the merged model and
@@ -75,7 +125,6 @@ def rehearse(plan, cfg, env: dict[str, str] | None = None, out=print) -> int:
     from common.knobs import ConfigError
     from common.rehearsal import settings as settings_mod
 
-    env = dict(os.environ if env is None else env)
     say = _say(out)
     try:
         settings = settings_mod.Settings.from_env(env, plan.run_dir)
@@ -152,7 +201,7 @@ def rehearse(plan, cfg, env: dict[str, str] | None = None, out=print) -> int:
         summary["error"] = f"{type(exc).__name__}: {exc}"
         code = 1
     summary.update(exit_code=code, seconds=round(time.monotonic() - started, 1))
-    _write_summary(settings.folder, summary)
+    _write_summary(settings.folder, summary, secrets)
     verdict = "PASSED" if code == 0 else "FAILED"
     say(f"[rehearsal] {plan.method} {verdict} in {time.monotonic() - started:.0f}s (summary: {settings.folder / 'summary.json'})")
     return code

@@ -22,6 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 VARIED_REWARD = str(Path(__file__).with_name("varied_reward.py"))
 METHODS = ("grpo", "ppo", "dapo", "gspo", "sft")
 PASSING = ("grpo", "ppo", "dapo", "gspo", "sft", "grpo_lora", "ppo_reward_model")
+SECRET = "sk-rehearsal-5e1f-never-printed"
 
 
 def _rl(**env) -> dict:
@@ -40,8 +41,10 @@ def _cases(model: Path, reward_model: Path) -> list[list[dict]]:
         {"name": "dapo", "method": "dapo", "env": _rl(REWARD_FUNC_PATH=VARIED_REWARD, USE_DYNAMIC_BSZ="true",
                                                       MAX_TOKENS_PER_GPU="512")},
         # why: SFT through verl's own SFTTrainer; no warm-up so the first step moves the weights
+        # (verl's SFT trainer prints its whole config: a secret in it must come out masked)
         {"name": "sft", "method": "sft", "env": dict(TRAIN_BATCH_SIZE="4", MAX_LENGTH="512", USE_DYNAMIC_BSZ="false",
-                                                     MICRO_BATCH_SIZE_PER_GPU="2", LR_WARMUP_RATIO="0")},
+                                                     MICRO_BATCH_SIZE_PER_GPU="2", LR_WARMUP_RATIO="0",
+                                                     JUDGE_API_KEY=SECRET, WANDB_PROJECT=SECRET)},
         # why: a knob mapped to the wrong path must fail the knob table, naming it
         {"name": "broken", "method": "grpo", "break_knob": "ACTOR_LR",
          "env": _rl(ACTOR_LR="3e-6", USE_KL_LOSS="false", REHEARSAL_EVAL_ROWS="0")},
@@ -193,3 +196,18 @@ def test_lora_adapter_and_reward_model(rehearsals):
     _, log, rm, _ = rehearsals["ppo_reward_model"]
     assert rm["reward_model_scored"] == 4  # 2 prompts x 2 responses, each scored by the reward model
     assert "answers vLLM's /classify" in log
+
+
+@pytest.mark.slow
+def test_secrets_never_reach_the_console_or_the_summary(rehearsals):
+    _, log, _, folder = rehearsals["sft"]
+    assert SECRET not in log and SECRET not in (folder / "summary.json").read_text()
+    assert "project_name': '***'" in log  # verl printed the config; the secret value came out masked
+
+
+@pytest.mark.slow
+def test_optimizer_steps_per_training_step(rehearsals):
+    _, _, summary, _ = rehearsals["ppo"]
+    rows = [r for r in summary["knob_table"] if r["knob"] == "PPO_MINI_BATCH_SIZE"]
+    # 2 prompts / mini-batches of 2 = one optimizer step each for the actor and the critic
+    assert [(r["expected"], r["observed"]) for r in rows] == [(1, 1), (1, 1)]
