@@ -112,7 +112,6 @@ def run_rl(plan, cfg, settings, out) -> RLResult:
     from verl.utils.metric import reduce_metrics
 
     result = RLResult()
-    timing: dict[str, float] = {}
     # 1. tokenizer, data, schedule length.
     model_config = omega_conf_to_dataclass(cfg.actor_rollout_ref.model)
     tokenizer, processor = model_config.tokenizer, model_config.processor
@@ -132,6 +131,8 @@ def run_rl(plan, cfg, settings, out) -> RLResult:
         cfg.critic.optim.total_training_steps = total_steps
     out(f"[rehearsal] data: {len(dataset)} prompts in {cfg.data.train_files}; the optimizer schedule spans "
         f"{total_steps} steps, as in the launch")
+    out(f"{settings.changed} data loaded in this process (data.dataloader_num_workers "
+        f"{cfg.data.get('dataloader_num_workers')} -> 0), one batch of TRAIN_BATCH_SIZE prompts")
 
     # 2. engines.
     start = time.monotonic()
