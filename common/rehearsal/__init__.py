@@ -4,6 +4,7 @@
     REHEARSAL=1 REHEARSAL_MODEL=tiny ./ppo/train.sh      # a random shrunk model of MODEL_PATH's layout
 
 Offers:
+- stage(name): a context that labels an exception with the stage it broke in (printed on failure).
 - rehearse(plan, cfg, env, out=print) -> exit code: takes the launcher's Plan and the composed,
   checked config (common.launch make_plan / compose_config / check_config) and runs, in this
   process, without Ray and without a GPU: verl's dataset, a rollout stand-in (transformers'
@@ -64,6 +65,22 @@ def _masked_output(env: dict[str, str]):
         yield secrets
     finally:
         sys.stdout, sys.stderr = old_out, old_err
+
+
+@contextlib.contextmanager
+def stage(name: str):
+    """Label an exception raised inside with the rehearsal stage it broke (the failure line names it)."""
+    try:
+        yield
+    except Exception as exc:
+        if not any(note.startswith("rehearsal stage:") for note in getattr(exc, "__notes__", [])):
+            exc.add_note(f"rehearsal stage: {name}")
+        raise
+
+
+def _stage_of(exc: BaseException) -> str:
+    notes = [n for n in getattr(exc, "__notes__", []) if n.startswith("rehearsal stage:")]
+    return notes[0].split(":", 1)[1].strip() if notes else "setup"
 
 
 def _say(out):
@@ -167,7 +184,8 @@ def _rehearse(plan, cfg, env: dict[str, str], out, secrets: list[str]) -> int:
                 say(f"[rehearsal] {STAND_IN_NOTE}")
                 changes.append(STAND_IN_NOTE)
                 result = run_rl(plan, prepared, settings, say)
-            rows = knob_table.observe(plan, expected, env, result)
+            with stage("the knob table"):
+                rows = knob_table.observe(plan, expected, env, result)
         changes += getattr(getattr(result, "host", None), "notes", [])
         summary.update(changes=changes, metrics=[_numbers(m) for m in result.metrics],
                        knob_table=[{**vars(r), "ok": r.ok} for r in rows],
@@ -188,7 +206,8 @@ def _rehearse(plan, cfg, env: dict[str, str], out, secrets: list[str]) -> int:
         if broken:
             say(f"[rehearsal] not finite after the step: {', '.join(broken)}")
             code = 1
-        export_code, exported = export.merge_and_score(plan, prepared, settings, result, say)
+        with stage("the merge and test.sh"):
+            export_code, exported = export.merge_and_score(plan, prepared, settings, result, say)
         summary.update(exported)
         code = max(code, export_code)
     except ConfigError as exc:
@@ -197,7 +216,7 @@ def _rehearse(plan, cfg, env: dict[str, str], out, secrets: list[str]) -> int:
         code = 2
     except Exception as exc:
         say(traceback.format_exc())
-        say(f"[{plan.method}] rehearsal FAILED: {type(exc).__name__}: {exc}")
+        say(f"[{plan.method}] rehearsal FAILED in {_stage_of(exc)}: {type(exc).__name__}: {exc}")
         summary["error"] = f"{type(exc).__name__}: {exc}"
         code = 1
     summary.update(exit_code=code, seconds=round(time.monotonic() - started, 1))

@@ -95,6 +95,7 @@ def run_rl(plan, cfg, settings, out) -> RLResult:
     from torchdata.stateful_dataloader import StatefulDataLoader
 
     from common.rehearsal import reward as rewards
+    from common.rehearsal import stage
     from common.rehearsal.engines import build_rl, changed_since, trainable_snapshot
     from common.rehearsal.rollout import GenerateClient, RewardModelServer
     from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
@@ -115,9 +116,10 @@ def run_rl(plan, cfg, settings, out) -> RLResult:
     # 1. tokenizer, data, schedule length.
     model_config = omega_conf_to_dataclass(cfg.actor_rollout_ref.model)
     tokenizer, processor = model_config.tokenizer, model_config.processor
-    dataset = create_rl_dataset(cfg.data.train_files, cfg.data, tokenizer, processor, is_train=True,
-                                max_samples=cfg.data.get("train_max_samples", -1))
-    sampler = create_rl_sampler(cfg.data, dataset)
+    with stage("the dataset"):
+        dataset = create_rl_dataset(cfg.data.train_files, cfg.data, tokenizer, processor, is_train=True,
+                                    max_samples=cfg.data.get("train_max_samples", -1))
+        sampler = create_rl_sampler(cfg.data, dataset)
     generator = getattr(sampler, "generator", None)
     result.sampler_seed = int(generator.initial_seed()) if generator is not None else None
     batch_size = int(cfg.data.train_batch_size)
@@ -136,7 +138,8 @@ def run_rl(plan, cfg, settings, out) -> RLResult:
 
     # 2. engines.
     start = time.monotonic()
-    host = build_rl(cfg)
+    with stage("building verl's engines"):
+        host = build_rl(cfg)
     result.host = host
     before = trainable_snapshot(host.actor.engine)
     first_lr = float(host.actor.engine.optimizer.param_groups[0]["lr"])
@@ -153,18 +156,22 @@ def run_rl(plan, cfg, settings, out) -> RLResult:
     rm_server = None
     if cfg.reward.reward_model.enable:
         rm_attn = cfg.actor_rollout_ref.model.get("override_config", {}).get("attn_implementation", "sdpa")
-        rm_server = RewardModelServer(str(cfg.reward.reward_model.model_path), attn_implementation=rm_attn,
-                                      device=settings.device)
+        with stage("the reward model server"):
+            rm_server = RewardModelServer(str(cfg.reward.reward_model.model_path), attn_implementation=rm_attn,
+                                          device=settings.device)
         out(f"[rehearsal] reward model {cfg.reward.reward_model.model_path}: transformers answers vLLM's /classify "
             f"at {rm_server.address} (verl's RewardLoopWorker sends the requests)")
     try:
-        worker = rewards.reward_worker(cfg, rm_server.address if rm_server else None)
+        with stage("verl's reward loop worker (the reward manager and function)"):
+            worker = rewards.reward_worker(cfg, rm_server.address if rm_server else None)
         streaming = not cfg.reward.reward_model.enable or cfg.reward.reward_model.enable_resource_pool
-        client = GenerateClient(host.actor.engine, cfg.actor_rollout_ref.rollout, model_config.hf_config, tokenizer,
-                                model_config.generation_config, device=settings.device)
+        with stage("the rollout stand-in"):
+            client = GenerateClient(host.actor.engine, cfg.actor_rollout_ref.rollout, model_config.hf_config, tokenizer,
+                                    model_config.generation_config, device=settings.device)
         result.rollout = client
-        agent = AgentLoopWorker(cfg, llm_client=client, teacher_client=None,
-                                reward_loop_worker_handles=[rewards.LocalHandle(worker)] if streaming else None)
+        with stage("verl's agent loop worker"):
+            agent = AgentLoopWorker(cfg, llm_client=client, teacher_client=None,
+                                    reward_loop_worker_handles=[rewards.LocalHandle(worker)] if streaming else None)
         n = int(cfg.actor_rollout_ref.rollout.n)
         iterator = iter(loader)
         logger = _file_logger(settings.folder / "metrics.jsonl")
@@ -180,7 +187,7 @@ def run_rl(plan, cfg, settings, out) -> RLResult:
                 gen_batch = host._get_gen_batch(batch)
                 gen_batch.meta_info["global_steps"] = step
                 gen_batch = gen_batch.repeat(repeat_times=n, interleave=True)
-                with marked_timer("gen", timing):
+                with stage("generation"), marked_timer("gen", timing):
                     gen_out = loop.run_until_complete(agent.generate_sequences(gen_batch))
                 batch = batch.repeat(repeat_times=n, interleave=True).union(gen_out)
                 uids = list(batch.non_tensor_batch["uid"])
@@ -192,11 +199,12 @@ def run_rl(plan, cfg, settings, out) -> RLResult:
                 batch.meta_info["images_seqlens"] = []
                 # V1 keys each trajectory {uid}_{session}_{output}; rows repeat each prompt n times in order.
                 keys = [f"{uid}_{i % n}_0" for i, uid in enumerate(batch.non_tensor_batch["uid"])]
-                with marked_timer("reward", timing):
+                with stage("the reward"), marked_timer("reward", timing):
                     if "rm_scores" not in batch.batch.keys():
                         batch = batch.union(rewards.score_colocated(worker, cfg, batch, loop))
                     reward_tensor, reward_extra = extract_reward(batch)
-                groups = rewards.dapo_filter(host, batch, keys)
+                with stage("DAPO's group filter"):
+                    groups = rewards.dapo_filter(host, batch, keys)
                 if groups is not None:
                     kept, dropped, values = groups
                     result.dapo = {"kept": len(kept), "groups": len(kept) + len(dropped), "dropped_values": values}
@@ -213,7 +221,7 @@ def run_rl(plan, cfg, settings, out) -> RLResult:
                     + ("tokens, skipped by the packed (use_remove_padding) path" if packed else
                        f"tokens, which padded micro-batches compute (use_remove_padding=false, as with sdpa: "
                        f"~{1 / max(1e-9, 1 - result.pad_share):.2f}x the tokens of packed rows)"))
-                with marked_timer("old_log_prob", timing):
+                with stage("the actor's log-probs"), marked_timer("old_log_prob", timing):
                     old_log_prob, old_mfu = host._compute_old_log_prob(batch)
                     actor_cfg = cfg.actor_rollout_ref.actor
                     entropy = agg_loss(loss_mat=old_log_prob.batch["entropys"], loss_mask=batch.batch["response_mask"],
@@ -222,12 +230,12 @@ def run_rl(plan, cfg, settings, out) -> RLResult:
                     old_log_prob.batch.pop("entropys")
                     batch = batch.union(old_log_prob)
                 if host.use_reference_policy:
-                    with marked_timer("ref", timing):
+                    with stage("the reference log-probs"), marked_timer("ref", timing):
                         batch = batch.union(host._compute_ref_log_prob(batch))
                 if host.use_critic:
-                    with marked_timer("values", timing):
+                    with stage("the critic's values"), marked_timer("values", timing):
                         batch = batch.union(host._compute_values(batch))
-                with marked_timer("adv", timing):
+                with stage("the advantages"), marked_timer("adv", timing):
                     batch.batch["token_level_scores"] = reward_tensor
                     if reward_extra:
                         batch.non_tensor_batch.update({k: np.array(v) for k, v in reward_extra.items()})
@@ -241,17 +249,17 @@ def run_rl(plan, cfg, settings, out) -> RLResult:
                         lam=cfg.algorithm.lam, num_repeat=n,
                         norm_adv_by_std_in_grpo=cfg.algorithm.get("norm_adv_by_std_in_grpo", True), config=cfg.algorithm)
                 if host.use_critic:
-                    with marked_timer("update_critic", timing):
+                    with stage("the critic update"), marked_timer("update_critic", timing):
                         raw = host._update_critic(batch).meta_info["metrics"]
                         result.critic_updates = len(raw.get("critic/grad_norm", []))  # one per mini-batch
                         metrics.update(reduce_metrics(raw))
                 if int(cfg.trainer.critic_warmup) <= step:
-                    with marked_timer("update_actor", timing):
+                    with stage("the actor update"), marked_timer("update_actor", timing):
                         raw = host._update_actor(batch).meta_info["metrics"]
                         result.actor_updates = len(raw.get("actor/grad_norm", []))  # one optimizer step per mini-batch
                         metrics.update(reduce_metrics(raw))
                     # What update_weights does for vLLM after each step: the rollout gets the new weights.
-                    with marked_timer("update_weights", timing):
+                    with stage("the rollout weight sync"), marked_timer("update_weights", timing):
                         client.sync()
             metrics.update({"training/global_step": step, "training/epoch": 0})
             metrics.update(compute_data_metrics(batch=batch, use_critic=host.use_critic))
@@ -266,7 +274,8 @@ def run_rl(plan, cfg, settings, out) -> RLResult:
         result.changed = changed_since(host.actor.engine, before)
         out(parameters_note(*result.changed, first_lr=first_lr))
         # 7. checkpoint, as trainer_base.py _save_checkpoint lays it out.
-        result.checkpoint = save_checkpoint(host, cfg, settings.steps, loader)
+        with stage("the checkpoint"):
+            result.checkpoint = save_checkpoint(host, cfg, settings.steps, loader)
     finally:
         if rm_server is not None:
             rm_server.close()

@@ -39,6 +39,7 @@ _SETTINGS = ("use_dynamic_bsz", "micro_batch_size_per_gpu", "max_token_len_per_g
 def run_sft(plan, cfg, settings, out) -> SFTResult:
     from omegaconf import open_dict
 
+    from common.rehearsal import stage
     from common.rehearsal.engines import MicroBatchRecorder, changed_since, trainable_snapshot
     from common.rehearsal.rl import parameters_note
     from verl.trainer.sft_trainer import SFTTrainer
@@ -54,7 +55,8 @@ def run_sft(plan, cfg, settings, out) -> SFTResult:
     previous = os.environ.get("VERL_FILE_LOGGER_PATH")
     os.environ["VERL_FILE_LOGGER_PATH"] = str(metrics_path)
     try:
-        trainer = SFTTrainer(config=cfg)
+        with stage("building verl's SFT trainer"):
+            trainer = SFTTrainer(config=cfg)
         out(f"[rehearsal] data: {len(trainer.train_dataset)} conversations in {cfg.data.train_files}; the optimizer "
             f"schedule spans {trainer.total_training_steps} steps, as in the launch")
         result.engine = trainer.engine
@@ -75,7 +77,8 @@ def run_sft(plan, cfg, settings, out) -> SFTResult:
         first_lr = float(trainer.engine.optimizer.param_groups[0]["lr"])
         # Stop after the rehearsal's steps; the schedule above keeps the launch's length.
         trainer.total_training_steps = settings.steps
-        trainer.fit()
+        with stage("the SFT step (verl's SFTTrainer.fit)"):
+            trainer.fit()
         result.changed = changed_since(trainer.engine, before)
         out(parameters_note(*result.changed, first_lr=first_lr))
     finally:

@@ -84,3 +84,13 @@ def test_gpu_rehearsal_keeps_the_launch_strategy_and_attention(tmp_path, tiny_mo
     assert not any("fsdp2" in change for change in changes)
     with pytest.raises(ConfigError, match="REHEARSAL_DEVICE='tpu' is not one of: cpu, cuda"):
         Settings.from_env({"REHEARSAL_DEVICE": "tpu"}, plan.run_dir)
+
+
+def test_a_failure_names_the_stage_it_broke_in():
+    from common.rehearsal import _stage_of, stage
+
+    with pytest.raises(KeyError) as caught:
+        with stage("the actor update"), stage("the loss"):
+            raise KeyError("advantages")
+    assert _stage_of(caught.value) == "the loss"  # the innermost stage names where it broke
+    assert _stage_of(ValueError("no stage")) == "setup"
