@@ -3,6 +3,7 @@
 #   ./setup_env.sh                         # main job's dependencies (+ the rollout engine when a GPU is present)
 #   ./setup_env.sh --dev                   # also what the tests need (pytest, shellcheck, chromium)
 #   ROLLOUT_ENGINE=sglang ./setup_env.sh   # engine for GPU machines: vllm (default) or sglang
+#   FLASH_ATTN_WHEEL=URL ./setup_env.sh    # flash-attn wheel to use on GPU machines (common/flash_attn.sh)
 # Safe to re-run: an unchanged environment is checked in seconds and left alone.
 # Everything lands in .venv/ next to this script; train.sh, test.sh and the tests use that
 # interpreter, so there is nothing to activate.
@@ -25,7 +26,7 @@ DEV=0
 for arg in "$@"; do
   case "$arg" in
     --dev) DEV=1 ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "setup_env.sh: unknown argument '$arg' (known: --dev, --help)" >&2; exit 2 ;;
   esac
 done
@@ -77,6 +78,14 @@ else
   echo "$stamp" > "$stamp_file"
 fi
 
+# flash-attn on NVIDIA machines: verl builds its models with flash_attention_2 unless ATTN_IMPL says
+# otherwise (common/flash_attn.sh: a prebuilt wheel for this torch/CUDA/Python, else a source build).
+# shellcheck source=common/flash_attn.sh
+source "$ROOT/common/flash_attn.sh"
+if [[ $HAS_GPU == 1 ]]; then
+  install_flash_attn "$PY" || { say "flash-attn is required (INSTALL_FLASH_ATTN=yes) and could not be installed"; exit 1; }
+fi
+
 # Headless Chromium for the dashboard screenshot test (Debian/Ubuntu; needs root or sudo).
 if [[ $DEV == 1 ]] && ! command -v chromium >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1; then
@@ -91,12 +100,13 @@ if [[ $DEV == 1 ]] && ! command -v chromium >/dev/null 2>&1; then
 fi
 
 # ================================ Report ================================
-"$PY" - "$ROLLOUT_ENGINE" <<'EOF'
+flash_status=$(cd "$ROOT" && flash_attn_status "$PY")
+"$PY" - "$ROLLOUT_ENGINE" "$flash_status" <<'EOF'
 import importlib.metadata as md
 import platform
 import sys
 
-engine = sys.argv[1]
+engine, flash = sys.argv[1], sys.argv[2]
 
 
 def version(name):
@@ -109,6 +119,9 @@ def version(name):
 print(f"[setup] python        {platform.python_version()} ({sys.executable})")
 for name in ("torch", "verl", "transformers", "ray", engine):
     print(f"[setup] {name:13} {version(name)}")
+usable, _, why = flash.partition(" ")
+attention = "flash_attention_2" if usable == "yes" else "sdpa (PPO's critic needs flash-attn)"
+print(f"[setup] flash-attn    {'imports: ' if usable == 'yes' else 'NOT usable: '}{why}; ATTN_IMPL=auto -> {attention}")
 import torch
 
 if torch.cuda.is_available():

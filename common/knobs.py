@@ -99,6 +99,8 @@ RL_KNOBS: tuple[Knob, ...] = (
          "share of response tokens (the highest-entropy ones) that get the policy gradient; 1.0 = all", lo=0, hi=1, lo_open=True),
     Knob("DYNAMIC_SAMPLING", "bool", ("algorithm.filter_groups.enable",), "DAPO: drop groups with equal rewards"),
     Knob("FILTER_GROUPS_METRIC", "str", ("algorithm.filter_groups.metric",)),
+    # Overlong shaping works for every RL method: each RL YAML has the block (off except in DAPO), and
+    # the launcher switches to verl's dapo reward manager, the one that applies it.
     Knob("OVERLONG_SHAPING", "bool", ("reward.reward_kwargs.overlong_buffer_cfg.enable",)),
     Knob("OVERLONG_BUFFER_LEN", "int", ("reward.reward_kwargs.overlong_buffer_cfg.len",), lo=0),
     Knob("OVERLONG_PENALTY_FACTOR", "float", ("reward.reward_kwargs.overlong_buffer_cfg.penalty_factor",), lo=0),
@@ -174,7 +176,8 @@ RL_KNOBS: tuple[Knob, ...] = (
     Knob("RESUME_MODE", "str", ("trainer.resume_mode",), "auto, disable or resume_path", ("auto", "disable", "resume_path")),
     Knob("LOG_VAL_GENERATIONS", "int", ("trainer.log_val_generations",), lo=0),
     Knob("WANDB_PROJECT", "str", ("trainer.project_name",)),
-    Knob("SEED", "int", ("data.seed",), lo=0, hi=2**32 - 1),
+    # The train data order (RLHFDataset sampler) and the mini-batch shuffles of actor and critic.
+    Knob("SEED", "int", ("data.seed", f"{_ACTOR}.data_loader_seed", "critic.data_loader_seed"), lo=0, hi=2**32 - 1),
 )
 
 SFT_KNOBS: tuple[Knob, ...] = (
@@ -206,7 +209,8 @@ SFT_KNOBS: tuple[Knob, ...] = (
     Knob("MAX_CKPT_TO_KEEP", "int", ("trainer.max_ckpt_to_keep",), lo=1),
     Knob("RESUME_MODE", "str", ("trainer.resume_mode",)),
     Knob("WANDB_PROJECT", "str", ("trainer.project_name",)),
-    Knob("SEED", "int", ("trainer.seed",), lo=0, hi=2**32 - 1),
+    # No SEED: verl 0.9.1's SFT trainer reads no seed (trainer.seed is unused; its DistributedSampler
+    # shuffles with torch's default seed 0, sft_trainer.py _build_dataloader).
 )
 
 # Handled by the launcher (plan.py, presets.py, callbacks.py) rather than by one path: name -> what it does.
@@ -248,6 +252,11 @@ SPECIAL_KNOBS: dict[str, str] = {
     "KEEP_BEST_METRIC": "a validation metric (val_acc or a verl key): its best checkpoint is kept in checkpoints/best/",
     "KEEP_BEST_MODE": "max or min (default: inferred from the name: acc/score/reward -> max, loss -> min)",
     "EXPORT_CHECKPOINT": "best or last: the checkpoint exported at the end (default best with KEEP_BEST_METRIC, else last)",
+    "ATTN_IMPL": "auto (flash_attention_2 when flash_attn imports, else sdpa), flash_attention_2 or sdpa (common/attention.py)",
+    "REHEARSAL": "1: one real training step of this config on the CPU through verl's engines (common/rehearsal)",
+    "REHEARSAL_STEPS": "training steps the rehearsal runs (default 1)",
+    "REHEARSAL_MODEL": "full (default): MODEL_PATH itself; tiny: a random shrunk model of MODEL_PATH's architecture",
+    "REHEARSAL_EVAL_ROWS": "VAL_DATA rows test.sh scores the rehearsal's merged model on (default 4; 0 skips)",
 }
 
 # Switches of the launch itself rather than of the run: never listed as "knobs that differ".

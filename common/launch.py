@@ -15,6 +15,7 @@ this module with the method folder and the pass-through arguments. This module t
    exact command, writes the full resolved config to <run>/dry_run.yaml (DRY_RUN=full prints it
    too) and exits 0; otherwise checks that an NVIDIA GPU is present, locks the run folder and runs
    verl, tee-ing its output (or submits it to a Ray cluster).
+With REHEARSAL=1 it trains one real step of the same config on the CPU instead (common/rehearsal/).
 Nothing is written before every knob has been checked; progress goes to stderr as it happens.
 
 Run folder (OUTPUT_DIR/EXPERIMENT_NAME, default outputs/<experiment>/):
@@ -40,6 +41,7 @@ Below it, each step in its own module:
     printout.py     the dry run's printout; run_folder.py: run.json, config.yaml; redaction.py: secrets
     local_run.py    verl on this machine, teed into train.log, with the training callbacks
     ray_submit.py   NNODES > 1 or RAY_ADDRESS: the run as a Ray job (ray_cluster.py: the cluster)
+    rehearsal/      REHEARSAL=1: one real training step on the CPU through verl's own engines
 """
 
 from __future__ import annotations
@@ -107,6 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     if force and any(r.failed for r in plan.preflight):
         print(f"[{method}] WARNING: FORCE=1 overrides failed checks:\n{preflight.failure_message(plan.preflight, method)}",
               file=sys.stderr)
+    if parse_bool("REHEARSAL", env.get("REHEARSAL") or "0") and not dry_mode:
+        # REHEARSAL=1: one real training step of this config on the CPU (common/rehearsal/); no GPU needed.
+        from common.rehearsal import rehearse
+
+        for note in notes:
+            print(f"[{method}] note: {redact(note)}")
+        print(redact(report))
+        sys.stdout.flush()
+        return rehearse(plan, cfg, env)
     printout = None
     if dry_mode:
         # 5. a dry run: the full config goes to a file, the screen gets what a person reads.

@@ -195,6 +195,16 @@ def _activations(shape: ModelShape, tokens: float, checkpointing: bool) -> float
     return (layers + logits) / GIB
 
 
+def _critic_tokens(critic, seq: int) -> float:
+    """Tokens per critic micro-batch in the engine verl really builds: critic.fsdp holds its batch
+    settings (dynamic batching on unless set), and the V1 trainer sets its budget from
+    critic.ppo_infer_max_token_len_per_gpu (trainer_base.py, "define critic class")."""
+    fsdp = critic.get("fsdp", {}) or {}
+    if fsdp.get("use_dynamic_bsz", True):
+        return float(critic.get("ppo_infer_max_token_len_per_gpu", 32768) or 32768)
+    return float(fsdp.get("micro_batch_size_per_gpu") or 1) * seq
+
+
 def _training_states(params: float, world: int, lora_params: float, param_off: bool, optim_off: bool) -> dict[str, float]:
     if lora_params:
         return {
@@ -249,6 +259,13 @@ def estimate_rl(cfg, shape: ModelShape, gpu_gb: float) -> Estimate:
         parts["critic"] = sum(c_states.values())
     checkpointing = bool(model.get("enable_gradient_checkpointing", True))
     parts["activations"] = _activations(shape, tokens, checkpointing)
+    if use_critic:
+        # The critic trains after the actor's pass, not with it: the larger of the two counts. Its
+        # value head has no vocabulary logits.
+        critic_shape = ModelShape(shape.params, shape.layers, shape.hidden, shape.intermediate, shape.heads,
+                                  shape.kv_heads, 0, shape.max_positions, shape.source)
+        critic_act = _activations(critic_shape, _critic_tokens(cfg.critic, seq), checkpointing)
+        parts["activations"] = max(parts["activations"], critic_act)
     util = float(rollout.gpu_memory_utilization)
     parts["rollout engine"] = util * gpu_gib
     rm = cfg.get("reward", {}).get("reward_model", {}) or {}

@@ -316,6 +316,16 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
             overrides.extend(top_entropy.overrides(quantile))
             notes.append(top_entropy.summary(quantile))
 
+    # The attention backend (common/attention.py): ATTN_IMPL -> each model's attn_implementation.
+    from common import attention
+
+    try:
+        chosen_attention = attention.resolve(env.get("ATTN_IMPL"))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    overrides += attention.overrides(chosen_attention, trainer)
+    notes.append(f"attention: {chosen_attention.impl} ({chosen_attention.why})")
+
     # GPUs: an empty or "auto" N_GPUS_PER_NODE counts the local GPUs.
     raw_gpus = (env.get("N_GPUS_PER_NODE") or "auto").strip()
     found, how = detect()
@@ -338,6 +348,20 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
             raise ConfigError(f"LORA_RANK={rank} must be positive when USE_LORA=true")
         lora_path = "model.lora_rank" if trainer == "sft" else "actor_rollout_ref.model.lora_rank"
         add(lora_path, rank)
+        # verl's LoRA guide (docs/advance/ppo_lora.rst): vLLM loads the base weights from
+        # safetensors, and the adapter sync gathers one layer at a time.
+        if use_lora and trainer == "rl":
+            add("actor_rollout_ref.rollout.load_format", "safetensors")
+            add("actor_rollout_ref.rollout.layered_summon", True)
+
+    # Overlong shaping on any RL method: verl's dapo reward manager applies the penalty (the naive
+    # manager ignores reward_kwargs); by default over the last quarter of the generation limit.
+    if trainer == "rl" and parse_bool("OVERLONG_SHAPING", env.get("OVERLONG_SHAPING") or "false"):
+        if not (env.get("REWARD_MANAGER") or "").strip():
+            add("reward.reward_manager.name", "dapo")
+        if not (env.get("OVERLONG_BUFFER_LEN") or "").strip():
+            response = parse_value(Knob("MAX_RESPONSE_LENGTH", "int", (), lo=1), env.get("MAX_RESPONSE_LENGTH") or "1024")
+            add("reward.reward_kwargs.overlong_buffer_cfg.len", max(1, response // 4))
 
     # Names and folders.
     experiment = env.get("EXPERIMENT_NAME") or f"{method}-run"

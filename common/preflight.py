@@ -26,6 +26,7 @@ import os
 from dataclasses import asdict
 
 from common.checks.algorithm import algorithm_checks, rollout_correction_checks, top_entropy_checks
+from common.checks.attention import attention_checks
 from common.checks.batch import batch_checks, sft_checks
 from common.checks.checkpoints import keep_best_checks
 from common.checks.data import data_checks, prompt_length_checks
@@ -39,6 +40,7 @@ from common.checks.environment import (
     ray_checks,
     version_checks,
 )
+from common.checks.lora import lora_checks
 from common.checks.model import length_checks, load_tokenizer, memory_checks, model_checks, model_path
 from common.checks.parallel import parallel_checks
 from common.checks.result import Result
@@ -67,8 +69,8 @@ def run_checks(plan, cfg, env: dict | None = None, dry_run: bool | None = None, 
         steps = [lambda p, c, x: batch_checks(c), lambda p, c, x: parallel_checks(c, x.get("shape"))]
     steps += [algorithm_checks, rollout_correction_checks, top_entropy_checks, model_checks, length_checks, data_checks,
               data_source_checks, prompt_length_checks, reward_checks, reward_manager_checks, keep_best_checks,
-              legacy_key_checks, knob_name_checks, callbacks_checks, logger_checks, output_checks, version_checks,
-              gpu_checks, ray_checks, memory_checks]
+              legacy_key_checks, attention_checks, lora_checks, knob_name_checks, callbacks_checks, logger_checks,
+              output_checks, version_checks, gpu_checks, ray_checks, memory_checks]
     results: list[Result] = []
     for step in steps:
         try:

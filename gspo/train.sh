@@ -65,6 +65,8 @@ ROLLOUT_CORRECTION=${ROLLOUT_CORRECTION:-off}
 N_GPUS_PER_NODE=${N_GPUS_PER_NODE:-auto}
 # Machines; above 1 the run is submitted to a Ray cluster (docs/multinode.md).
 NNODES=${NNODES:-1}
+# Attention kernels: auto = flash_attention_2 when flash-attn is installed (setup_env.sh does), else sdpa.
+ATTN_IMPL=${ATTN_IMPL:-auto}
 
 # ---- reward
 # File holding the reward function (verl's compute_score signature).

@@ -45,6 +45,8 @@ TOTAL_EPOCHS=${TOTAL_EPOCHS:-2}
 N_GPUS_PER_NODE=${N_GPUS_PER_NODE:-auto}
 # Machines; above 1 the run is submitted to a Ray cluster (docs/multinode.md).
 NNODES=${NNODES:-1}
+# Attention kernels: auto = flash_attention_2 when flash-attn is installed (setup_env.sh does), else sdpa.
+ATTN_IMPL=${ATTN_IMPL:-auto}
 
 # ---- LoRA
 # Train LoRA adapters instead of all weights (less memory, higher learning rate).

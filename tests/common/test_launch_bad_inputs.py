@@ -82,6 +82,7 @@ def test_a_word_where_a_number_belongs(tmp_path):
         ({"SAVE_FREQ": "0"}, "SAVE_FREQ", "-1 for off"),  # why: verl computes step % save_freq
         ({"TEMPERATURE": "nan"}, "TEMPERATURE", "finite"),  # why: NaN passes every < and > test
         ({"SEED": "99999999999"}, "SEED", "<= 4294967295"),  # why: numpy seeds are 32-bit
+        ({"ENTROPY_MODE": "clip_cov", "CLIP_COV_RATIO": "0"}, "CLIP_COV_RATIO", "> 0"),  # why: clip_cov would cut no token
     ],
 )
 def test_out_of_range_numbers(grpo_env, changes, knob, words):

@@ -139,8 +139,6 @@ CASES = [
     # why: a loss name verl has not registered raises only when the first batch is trained
     ("unknown_policy_loss", {"POLICY_LOSS": "top_entropy_typo"}, (), "algorithm", "not a registered policy loss",
      "POLICY_LOSS"),
-    # why: verl asserts clip_cov_ratio > 0 at the first update
-    ("clip_cov_zero", {"ENTROPY_MODE": "clip_cov", "CLIP_COV_RATIO": "0"}, (), "algorithm", "must be > 0", "CLIP_COV_RATIO"),
     # why: without the engine's log-probs the V1 trainer skips the correction without a word
     ("correction_without_logprobs", {"ROLLOUT_CORRECTION": "token"}, ("actor_rollout_ref.rollout.calculate_log_probs=false",),
      "rollout correction", "skip the correction", "ROLLOUT_CORRECTION"),

@@ -6,7 +6,9 @@
 #   MODEL_PATH=Qwen/Qwen2.5-0.5B-Instruct tests/gpu/smoke.sh    # a real model instead of the tiny one
 # Per method: train.sh exits 0, steps 1..2 logged with a finite loss, global_step_2 saved,
 # test.sh merges it to Hugging Face format and scores it into a workbook, the monitor parses the
-# run. One line per method with tokens/s per GPU and peak memory, then a pass/fail summary.
+# run, and REHEARSAL=1 of the same config asserts that every knob reaches verl's engines (on the GPU;
+# --dry-run: on the CPU when SMOKE_REHEARSAL=1). One line per method with tokens/s per GPU and peak
+# memory, then a pass/fail summary.
 # Needs no network: the model is built here (random weights, in-process tokenizer). See docs/gpu_smoke.md.
 set -euo pipefail
 
@@ -19,7 +21,7 @@ METHODS=()
 for arg in "$@"; do
   case "$arg" in
     --dry-run) DRY=1 ;;
-    -h|--help) sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     sft|grpo|ppo|dapo|gspo) METHODS+=("$arg") ;;
     *) echo "smoke.sh: unknown argument '$arg' (methods: sft grpo ppo dapo gspo; --dry-run)" >&2; exit 2 ;;
   esac
@@ -29,6 +31,8 @@ done
 # Everything the run writes goes here (outputs/smoke/<method> by default); kept for inspection.
 SMOKE_DIR=${SMOKE_DIR:-$ROOT/outputs/smoke}
 STEPS=${SMOKE_STEPS:-2}
+# 1: also run REHEARSAL=1 of each config and check its knob table (default: on a GPU yes, dry run no).
+REHEARSE=${SMOKE_REHEARSAL:-$([[ "$DRY" == 1 ]] && echo 0 || echo 1)}
 # shellcheck source=common/python.sh
 source "$ROOT/common/python.sh"
 
@@ -65,6 +69,16 @@ fi
 export MODEL_PATH
 
 # ================================ Run ================================
+# REHEARSAL=1 of the method's config on DEVICE (cpu|cuda), then its knob table checked; one line out.
+rehearse() {
+  local method=$1 device=$2 run_dir=$3 log=$4
+  if ! REHEARSAL=1 REHEARSAL_DEVICE=$device REHEARSAL_EVAL_ROWS=2 "$method/train.sh" >>"$log" 2>&1; then
+    "$PY" -m tests.gpu.smoke_check rehearsal "$run_dir" || echo "FAIL: REHEARSAL=1 $method/train.sh exited non-zero"
+    return 1
+  fi
+  "$PY" -m tests.gpu.smoke_check rehearsal "$run_dir"
+}
+
 declare -A RESULT
 fail=0
 for method in "${METHODS[@]}"; do
@@ -77,11 +91,19 @@ for method in "${METHODS[@]}"; do
   run_dir=$SMOKE_DIR/$EXPERIMENT_NAME
   log=$SMOKE_DIR/$method.console.log
   if [[ "$DRY" == 1 ]]; then
-    if DRY_RUN=1 "$method/train.sh" >"$log" 2>&1; then
-      RESULT[$method]="PASS  dry run: config accepted by verl's checks (log: $log)"
-    else
+    if ! DRY_RUN=1 "$method/train.sh" >"$log" 2>&1; then
       RESULT[$method]="FAIL  dry run: $(grep -m1 -i 'error' "$log" || tail -n1 "$log") (log: $log)"
       fail=1
+      continue
+    fi
+    RESULT[$method]="PASS  dry run: config accepted by verl's checks (log: $log)"
+    if [[ "$REHEARSE" == 1 ]]; then
+      if rehearsal_line=$(rehearse "$method" cpu "$run_dir" "$log"); then
+        RESULT[$method]+="; $rehearsal_line"
+      else
+        RESULT[$method]="FAIL  $rehearsal_line (log: $log)"
+        fail=1
+      fi
     fi
     continue
   fi
@@ -111,7 +133,13 @@ for method in "${METHODS[@]}"; do
     fail=1
     continue
   fi
-  RESULT[$method]="PASS  $train_line; $eval_line; $dash_line; $(( SECONDS - started )) s"
+  rehearsal_line="rehearsal off (SMOKE_REHEARSAL=0)"
+  if [[ "$REHEARSE" == 1 ]] && ! rehearsal_line=$(rehearse "$method" cuda "$run_dir" "$log"); then
+    RESULT[$method]="FAIL  $rehearsal_line (log: $log)"
+    fail=1
+    continue
+  fi
+  RESULT[$method]="PASS  $train_line; $eval_line; $dash_line; $rehearsal_line; $(( SECONDS - started )) s"
 done
 
 # ================================ Summary ================================

@@ -3,6 +3,7 @@
     .venv/bin/python -m tests.gpu.smoke_check train RUN_DIR --steps 2 --gpus 1   # metrics, loss, checkpoint
     .venv/bin/python -m tests.gpu.smoke_check eval RUN_DIR REPORT.xlsx           # merged model + workbook
     .venv/bin/python -m tests.gpu.smoke_check dashboard RUN_DIR                  # the monitor parses the run
+    .venv/bin/python -m tests.gpu.smoke_check rehearsal RUN_DIR                  # REHEARSAL=1's knob table
 
 Offers:
 - read_steps(run_dir) -> {step: metrics}: every metrics/*.jsonl line verl's file logger wrote.
@@ -11,6 +12,9 @@ Offers:
   and peak memory (perf/max_memory_allocated_gb, as verl's engine workers log it).
 - check_eval(run_dir, workbook): test.sh merged the checkpoint to Hugging Face format and scored it.
 - check_dashboard(run_dir): monitor.metrics_collector reads the same steps back.
+- check_rehearsal(run_dir): `REHEARSAL=1 train.sh` (common/rehearsal) of the same config passed: every
+  knob's value inside the engines verl built equals the config block's, the metrics are finite and
+  the checkpoint merged (read from <run>/rehearsal/summary.json).
 Each command prints one line and exits 1 with the reason when a check fails.
 """
 
@@ -118,6 +122,29 @@ def check_dashboard(run_dir: Path) -> str:
     return f"monitor reads {len(got)} step(s), status {collector.runs[run_dir.name].status().status}"
 
 
+def check_rehearsal(run_dir: Path) -> str:
+    path = run_dir / "rehearsal" / "summary.json"
+    if not path.is_file():
+        raise SmokeFailure(f"REHEARSAL=1 wrote no {path}")
+    summary = json.loads(path.read_text())
+    rows = summary.get("knob_table") or []
+    bad = [f"{r['knob']} ({r['where']}: block {r['expected']}, engine {r['observed']})" for r in rows if not r.get("ok")]
+    if bad:
+        raise SmokeFailure("knobs that did not reach verl's engines: " + "; ".join(bad))
+    if summary.get("exit_code") != 0:
+        raise SmokeFailure(f"the rehearsal failed: {summary.get('error') or 'exit code ' + str(summary.get('exit_code'))}")
+    if not rows:
+        raise SmokeFailure("the rehearsal's knob table is empty")
+    for step in summary.get("metrics", []):
+        for key, value in step.items():
+            if key.rsplit("/", 1)[-1] in {"loss", "pg_loss", "vf_loss", "grad_norm"} and not math.isfinite(value):
+                raise SmokeFailure(f"rehearsal metric {key}={value} is not finite")
+    if not summary.get("merged_model"):
+        raise SmokeFailure("the rehearsal's checkpoint was not merged to Hugging Face format")
+    moved = summary.get("parameters", {}).get("changed", 0)
+    return f"rehearsal: {len(rows)} knob values arrived, weights {'moved' if moved else 'unchanged'}, {summary.get('seconds')} s"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.gpu.smoke_check", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -130,12 +157,16 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("workbook", type=Path)
     dashboard = sub.add_parser("dashboard")
     dashboard.add_argument("run_dir", type=Path)
+    rehearsal = sub.add_parser("rehearsal")
+    rehearsal.add_argument("run_dir", type=Path)
     args = parser.parse_args(argv)
     try:
         if args.cmd == "train":
             print(check_train(args.run_dir, args.steps, args.gpus))
         elif args.cmd == "eval":
             print(check_eval(args.run_dir, args.workbook))
+        elif args.cmd == "rehearsal":
+            print(check_rehearsal(args.run_dir))
         else:
             print(check_dashboard(args.run_dir))
     except SmokeFailure as exc:
