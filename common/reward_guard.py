@@ -54,8 +54,8 @@ of the process, so the caller cannot even return: ``format_reward``'s old regex 
 process is killed at the deadline (its whole process group, so helpers it started die too) and
 replaced, and dies with this process (common/workers.py, the pool shared with math-verify's
 checks, says how). Measured by benchmarks/bench_reward.py on the 2-core development machine: a
-guarded call costs ~0.03 ms more than the function itself in a worker process (one pickle
-round trip over a socket; workers are reused) against ~0.1 ms in a fresh thread, next to
+guarded call costs 0.03-0.05 ms more than the function itself in a worker process (one pickle
+round trip over a socket; workers are reused) against 0.1-0.3 ms in a fresh thread, next to
 15-50 ms for one plain math-verify check; the default reward runs at ~180x plain math-verify
 guarded, ~350x unguarded. Workers start on demand, at most ``REWARD_GUARD_WORKERS`` per process
 (default min(4, CPUs)), load the target once, and are reused; a worker's start (~0.1 s plus the
@@ -424,6 +424,12 @@ class RewardGuard:
     def _args(data_source, solution_str, ground_truth, extra_info) -> tuple:
         return (data_source, solution_str, ground_truth, extra_info)
 
+    @staticmethod
+    def _call_args(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        # extra_info by keyword, as verl passes it: a function that takes it only in **kwargs
+        # gets it there; the first three by position, as test.sh has always called them.
+        return args[:3], {"extra_info": args[3], **kwargs}
+
     def call_checked(self, data_source=None, solution_str=None, ground_truth=None, extra_info=None, **kwargs) -> Outcome:
         """Score one response (sync); the Outcome says what went wrong, if anything."""
         args = self._args(data_source, solution_str, ground_truth, extra_info)
@@ -439,7 +445,7 @@ class RewardGuard:
                 return self._finish(None, "timeout", why, started, args)
         if self.pool is not None:
             try:
-                raw = self.pool.call(args, kwargs, self.timeout_s)
+                raw = self.pool.call(*self._call_args(args, kwargs), self.timeout_s)
             except TimeoutError as exc:
                 return self._finish(None, "timeout", str(exc), started, args)
             except (workers.CallError, workers.WorkerError) as exc:  # a raise, a worker that died or cannot start
@@ -453,7 +459,8 @@ class RewardGuard:
 
         def run() -> None:
             try:
-                box["value"] = self._fn(*args, **kwargs)
+                positional, named = self._call_args(args, kwargs)
+                box["value"] = self._fn(*positional, **named)
             except BaseException as exc:  # reported as the call's error
                 box["error"] = f"{type(exc).__name__}: {exc}"
             finally:
@@ -470,8 +477,9 @@ class RewardGuard:
         return self._finish(box.get("value"), None, "", started, args)
 
     async def _await(self, args: tuple, kwargs: dict, started: float) -> Outcome:
+        positional, named = self._call_args(args, kwargs)
         try:
-            raw = await asyncio.wait_for(self._fn(*args, **kwargs), self.timeout_s)
+            raw = await asyncio.wait_for(self._fn(*positional, **named), self.timeout_s)
         except asyncio.TimeoutError:
             return self._finish(None, "timeout", f"no result within {self.timeout_s:g} s", started, args)
         except Exception as exc:

@@ -26,9 +26,10 @@ What it offers:
 How a call runs. The arguments go over a Unix socket as one pickle (objects that are not plain
 data, such as a tokenizer passed in the reward kwargs, cross once per worker and are then sent by
 reference); the worker answers with the result or the exception's type and message. Measured by
-benchmarks/bench_reward.py on the 2-core development machine: a call of a function that returns
-a constant costs ~0.05 ms through a worker (~0.1 ms in a fresh thread); a worker starts in
-~0.1 s plus its setup's imports (1-3 s for sympy and math-verify), and is reused for every call.
+benchmarks/bench_reward.py on the 2-core development machine (busy): a guarded call of a function
+that returns a constant costs 0.03-0.05 ms through a worker, 0.1-0.3 ms in a fresh thread; a
+worker starts in ~0.1 s plus its setup's imports (1-3 s for sympy and math-verify), and is
+reused for every call.
 
 Why processes that are killed, with the cases each measure covers:
 
