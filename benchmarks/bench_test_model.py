@@ -8,8 +8,8 @@ baseline of its section:
 1. generation tokens/s: transformers batch 1 (baseline) vs batch 8 (and vLLM), each after a warm-up;
 2. warm-up: the first generate() call of a freshly loaded model vs the same call repeated (why
    test.sh times generation only after a warm-up: the first call pays CUDA/kernel set-up);
-3. reward calls/s: the reward called in this process (baseline) vs through IsolatedReward's
-   worker process (--reward_timeout_s > 0), and the worker's start time;
+3. reward calls/s: the reward called in this process (baseline) vs through make_reward's guard
+   (common/reward_guard.py's worker processes, --reward_timeout_s > 0), and the worker's start time;
 4. report writing: JSON (baseline) vs the formatted workbook, for a synthetic report.
 Without --model_path it builds a small random Qwen2 in a temp folder (tests/tiny_model.py; no download).
 """
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common.evaluation.generation import HFGenerator, Sample, VLLMGenerator, vllm_unavailable_reason  # noqa: E402
 from common.evaluation.inputs import EvalRow  # noqa: E402
 from common.evaluation.report import ModelResult, write_report  # noqa: E402
-from common.evaluation.scoring import IsolatedReward, Score, load_reward  # noqa: E402
+from common.evaluation.scoring import Score, load_reward, make_reward  # noqa: E402
 
 
 def run(gen, prompts, batch_size: int, args) -> tuple[int, float]:
@@ -82,7 +82,7 @@ def bench_reward(calls: int) -> None:
         fn(*a)
     inproc_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    with IsolatedReward(None, timeout_s=10) as reward:
+    with make_reward(None, timeout_s=10) as reward:
         start_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         for a in args:

@@ -22,10 +22,11 @@ What it offers:
 - ``combine_score(acc, fmt, penalty, format_weight, length_penalty_weight)``: the weighted sum.
 - ``extract_boxed``, ``extract_math_answer``, ``extract_gsm8k_answer``: answer extraction.
 - ``math_equal(pred, gold, timeout_s)``: exact forms first (common/math_answer.py), then
-  math-verify under a hard time limit that works off the main thread (a persistent worker
-  process that is killed on overrun).
+  math-verify under a hard time limit that works off the main thread (persistent worker
+  processes of common/workers.py, killed on overrun; the limit covers a worker's start too).
 - ``gsm8k_accuracy(pred, gold)``: exact numeric comparison.
-- ``shutdown_verifiers()``: stop the math-verify worker processes of this process.
+- ``shutdown_verifiers()``: stop the math-verify worker processes of this process (at most
+  ``REWARD_VERIFY_WORKERS``, default min(4, CPUs)).
 - ``KNOWN_DATA_SOURCES``, ``REWARD_KEYS``, ``UnknownDataSourceError``.
 
 The keys of every result (``REWARD_KEYS``, in this order):
@@ -51,13 +52,9 @@ verl decodes responses with ``skip_special_tokens=True``: a tokenizer that marks
 """
 
 import importlib.util
-import json
 import logging
 import math
 import os
-import resource
-import select
-import subprocess
 import sys
 import threading
 import time
@@ -79,9 +76,10 @@ def _load_sibling(name: str):
 
 
 if __package__:
-    from . import math_answer
-else:  # loaded by path (verl's loader) or run as a script (the math-verify worker)
+    from . import math_answer, workers
+else:  # loaded by path (verl's loader) or run as a script (the self-check)
     math_answer = _load_sibling("math_answer")
+    workers = _load_sibling("workers")
 
 __all__ = [
     "KNOWN_DATA_SOURCES",
@@ -139,10 +137,6 @@ _VERL_PASSTHROUGH_KWARGS = frozenset(
 
 # math-verify's own default per-operation limit is 5 s; a whole reward call stays within the same.
 DEFAULT_TIMEOUT_S = 5.0
-# Importing sympy + math-verify in a fresh worker takes ~1-3 s on a busy 2-core machine; a
-# check waits for it only until its own deadline (the start goes on in the background), and
-# 120 s only guards against a wedged interpreter.
-_WORKER_STARTUP_TIMEOUT_S = 120.0
 # `pred` is reported in verl's generation dumps: a whole 16 KB <answer> block would bloat them.
 _MAX_PRED_CHARS = math_answer.MAX_ANSWER_CHARS
 SCAN_CHARS = math_answer.SCAN_CHARS
@@ -337,238 +331,64 @@ def extract_gsm8k_answer(text: str, strict_boxed: bool = False) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _worker_main() -> None:
-    """Serve ``[gold, pred, cpu_budget_s]`` JSON lines on stdin with ``{"equal": bool}`` lines on stdout."""
-    proto = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # stray prints from libraries must not corrupt the protocol stream
+def _verifier():
+    """A math-verify worker's setup (common/workers.py): math-verify imported and warmed up; the check it serves."""
     logging.getLogger("math_verify").setLevel(logging.ERROR)
-    try:
-        from math_verify import parse, verify
+    from math_verify import parse, verify
 
-        # Its timeouts use SIGALRM; the parent enforces the limit by killing this process.
-        verify(parse("$1$", parsing_timeout=None), parse("$1$", parsing_timeout=None), timeout_seconds=None)
-    except Exception as exc:  # report why, the parent raises with this text
-        proto.write(json.dumps({"ready": False, "error": f"{type(exc).__name__}: {exc}"}).encode() + b"\n")
-        proto.flush()
-        return
-    proto.write(b'{"ready": true}\n')
-    proto.flush()
-    for line in sys.stdin.buffer:
-        gold, pred, cpu_budget_s = json.loads(line)
-        # The parent kills this process when a check overruns. If the parent itself dies
-        # mid-check, nobody will: a CPU-time limit lets the kernel end it (SIGXCPU) even while
-        # sympy holds the GIL inside one long C call. An idle orphan exits on stdin EOF instead.
-        used = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
-        _, hard = resource.getrlimit(resource.RLIMIT_CPU)
-        soft = int(used + cpu_budget_s) + 1
-        resource.setrlimit(resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
+    # Its own timeouts use SIGALRM; the pool enforces the limit by killing the worker instead.
+    verify(parse("$1$", parsing_timeout=None), parse("$1$", parsing_timeout=None), timeout_seconds=None)
+
+    def check(gold: str, pred: str) -> tuple[bool, str]:
         try:
             gold_parsed = parse(f"${gold}$", parsing_timeout=None)
             pred_parsed = parse(f"${pred}$", parsing_timeout=None)
-            reply = {"equal": bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))}
+            return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None)), ""
         except Exception as exc:  # a parse/verify bug on one answer is a wrong answer, not a crash
-            reply = {"equal": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
-        proto.write(json.dumps(reply).encode() + b"\n")
-        proto.flush()
+            return False, f"{type(exc).__name__}: {exc}"[:300]
+
+    return check, None
 
 
-class _WorkerGone(Exception):
-    pass
-
-
-class _Worker:
-    """One math-verify process speaking JSON lines over pipes."""
-
-    def __init__(self) -> None:
-        if not sys.executable:
-            raise RuntimeError("reward_functions: sys.executable is empty, cannot start the math-verify worker")
-        # A file path (not `-m common...`): verl loads this module from its path, so the
-        # package may not be importable where the reward actor runs.
-        self.proc = subprocess.Popen(
-            [sys.executable, "-u", os.path.abspath(__file__), "--verify-worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            close_fds=True,
-        )
-        self._buf = b""
-        try:
-            hello = self._read_line(time.monotonic() + _WORKER_STARTUP_TIMEOUT_S)
-        except (_WorkerGone, TimeoutError) as exc:
-            self.kill()
-            raise RuntimeError(f"reward_functions: math-verify worker did not start ({exc!r})") from None
-        if not hello.get("ready"):
-            self.kill()
-            raise RuntimeError(
-                f"reward_functions: math-verify worker failed to start: {hello.get('error')}; "
-                "install it with `pip install math-verify==0.9.0` in the training environment"
-            )
-
-    def _read_line(self, deadline: float) -> dict:
-        fd = self.proc.stdout.fileno()
-        while b"\n" not in self._buf:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            ready, _, _ = select.select([fd], [], [], remaining)
-            if not ready:
-                raise TimeoutError
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                raise _WorkerGone(f"worker exited with code {self.proc.poll()}")
-            self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
-        return json.loads(line)
-
-    def ask(self, gold: str, pred: str, timeout_s: float) -> dict:
-        deadline = time.monotonic() + timeout_s
-        try:
-            # CPU budget for the orphan case only (see _worker_main): the limit plus 10 s slack.
-            self.proc.stdin.write(json.dumps([gold, pred, timeout_s + 10.0]).encode() + b"\n")
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError) as exc:
-            raise _WorkerGone(repr(exc)) from None
-        return self._read_line(deadline)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # zombie in uninterruptible sleep; nothing more to do
-            pass
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            try:
-                pipe.close()
-            except OSError:
-                pass
-
-
-class _VerifierPool:
-    """Up to ``size`` workers shared by all threads of one process.
-
-    Workers start in the background: a check waits for one only until its own deadline, so a
-    worker's start-up (1-3 s of sympy imports) counts against the call that needs it and can
-    never make it overrun. A worker killed at a deadline is replaced at once, in the
-    background, so the next check finds it warm.
-    """
-
-    def __init__(self, size: int) -> None:
-        self.pid = os.getpid()
-        self.size = size
-        self._idle: list[_Worker] = []
-        self._busy = 0
-        self._starting = 0
-        self._start_error: str | None = None
-        self._closed = False
-        self._cond = threading.Condition()
-
-    def _start_async(self) -> None:
-        """Start one worker in a thread (call with the condition held)."""
-        self._starting += 1
-
-        def start() -> None:
-            try:
-                worker, error = _Worker(), None
-            except RuntimeError as exc:  # math-verify missing or broken: every check must say so
-                worker, error = None, str(exc)
-            with self._cond:
-                self._starting -= 1
-                if error is not None:
-                    self._start_error = error
-                elif self._closed:
-                    worker.kill()
-                else:
-                    self._idle.append(worker)
-                self._cond.notify_all()
-
-        threading.Thread(target=start, daemon=True, name="math-verify-start").start()
-
-    def _take(self, deadline: float) -> "_Worker | None":
-        """An idle worker, or None when none is ready by ``deadline``."""
-        with self._cond:
-            while True:
-                while self._idle:
-                    worker = self._idle.pop()
-                    if worker.proc.poll() is None:
-                        self._busy += 1
-                        return worker
-                    worker.kill()  # died while idle: reap it and close its pipes
-                if self._start_error is not None:
-                    error, self._start_error = self._start_error, None
-                    raise RuntimeError(error)
-                if self._busy + self._starting < self.size:
-                    self._start_async()
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                self._cond.wait(remaining)
-
-    def _give_back(self, worker: "_Worker | None") -> None:
-        with self._cond:
-            self._busy -= 1
-            if worker is not None:
-                self._idle.append(worker)
-            elif not self._closed:
-                self._start_async()  # a warm replacement for the next check
-            self._cond.notify_all()
-
-    def warm(self, wait_s: float = 0.0) -> bool:
-        """Start a worker unless one is idle or starting; wait up to ``wait_s`` for one to be idle."""
-        deadline = time.monotonic() + wait_s
-        with self._cond:
-            if not self._idle and not self._starting and self._busy < self.size:
-                self._start_async()
-            while not self._idle and time.monotonic() < deadline and self._start_error is None:
-                self._cond.wait(deadline - time.monotonic())
-            return bool(self._idle)
-
-    def verify(self, gold: str, pred: str, timeout_s: float) -> tuple[bool, bool]:
-        """Return (equal, timed_out) within ``timeout_s``, start-up included."""
-        deadline = time.monotonic() + timeout_s
-        worker = self._take(deadline)
-        if worker is None:
-            return False, True  # no worker ready in time (all busy, or still starting)
-        try:
-            reply = worker.ask(gold, pred, max(deadline - time.monotonic(), 1e-3))
-        except TimeoutError:
-            worker.kill()
-            self._give_back(None)
-            return False, True
-        except _WorkerGone as exc:
-            # e.g. killed by the OOM killer on a giant expression: a wrong answer, not a crash
-            logger.warning("math-verify worker died while checking an answer (%s); scoring it 0", exc)
-            worker.kill()
-            self._give_back(None)
-            return False, False
-        self._give_back(worker)
-        if "error" in reply:
-            logger.debug("math-verify error on pred=%r gold=%r: %s", pred[:80], gold[:80], reply["error"])
-        return bool(reply["equal"]), False
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            workers, self._idle = self._idle, []
-        for worker in workers:
-            worker.kill()
-
-
-_POOL: _VerifierPool | None = None
+_POOL = None
 _POOL_LOCK = threading.Lock()
 
 
-def _pool() -> _VerifierPool:
+def _pool():
+    """This process's math-verify workers (a common/workers.py WorkerPool)."""
     global _POOL
     with _POOL_LOCK:
-        # After a fork the child must not share the parent's pipes: start a fresh pool.
+        # After a fork the child must not share the parent's sockets: start a fresh pool.
         if _POOL is None or _POOL.pid != os.getpid():
             # verl runs a sync reward function in a thread pool (loop.run_in_executor), so several
             # checks can be in flight; 4 workers x ~150 MB each is the cap per reward process.
             size = int(os.environ.get("REWARD_VERIFY_WORKERS", min(4, os.cpu_count() or 1)))
             if size < 1:
                 raise ValueError(f"REWARD_VERIFY_WORKERS must be >= 1, got {size}")
-            _POOL = _VerifierPool(size)
+            # Importing sympy + math-verify takes ~1-3 s on a busy 2-core machine: a check waits
+            # for it only until its own deadline (the start goes on in the background), and the
+            # 120 s start limit only guards against a wedged interpreter.
+            _POOL = workers.WorkerPool(("common.reward_functions", "_verifier", ()), size, name="math-verify",
+                                       start_timeout_s=120.0)
         return _POOL
+
+
+def _verify(gold: str, pred: str, timeout_s: float) -> tuple[bool, bool]:
+    """(equal, timed_out) from math-verify within ``timeout_s``, a worker's start included."""
+    try:
+        equal, error = _pool().call((gold, pred), None, timeout_s, start_in_limit=True)
+    except workers.CallTimeout:
+        return False, True  # no answer in time, or no worker ready in time (all busy, or starting)
+    except workers.WorkerStartError as exc:  # math-verify missing or broken: every check must say so
+        raise RuntimeError(f"reward_functions: {exc}; install it with `pip install math-verify==0.9.0` "
+                           "in the training environment") from None
+    except (workers.WorkerError, workers.CallError) as exc:
+        # e.g. killed by the OOM killer on a giant expression: a wrong answer, not a crash
+        logger.warning("math-verify could not check an answer (%s); scoring it 0", exc)
+        return False, False
+    if error:
+        logger.debug("math-verify error on pred=%r gold=%r: %s", pred[:80], gold[:80], error)
+    return equal, False
 
 
 def shutdown_verifiers() -> None:
@@ -620,7 +440,7 @@ def math_equal(pred: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Ve
     fast = math_answer.compare(_canonical(pred), _canonical(gold)) if short else None
     if fast is not None:
         return Verdict(fast, False, "fast")
-    equal, timed_out = _pool().verify(_normalize_for_verify(gold), _normalize_for_verify(pred), timeout_s)
+    equal, timed_out = _verify(_normalize_for_verify(gold), _normalize_for_verify(pred), timeout_s)
     return Verdict(equal, timed_out, "math_verify")
 
 
@@ -867,10 +687,4 @@ def _self_check() -> int:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--verify-worker"]:
-        try:
-            _worker_main()
-        except BrokenPipeError:  # the parent went away (it exited, or gave up on this worker)
-            os._exit(0)
-    else:
-        sys.exit(_self_check())
+    sys.exit(_self_check())

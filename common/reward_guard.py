@@ -24,8 +24,10 @@ What it offers:
 - ``guard_reward_fn(fn, timeout_s, *, source=None, isolation="process") -> callable``: the
   same guard around a function object, with verl's signature (async when ``fn`` is async).
   ``.guard`` on the result is the ``RewardGuard``.
-- ``RewardGuard``: ``__call__`` (sync), ``acall`` (async), ``call_checked`` (returns the outcome:
-  result, error kind, message, milliseconds) for callers that report errors per row (test.sh).
+- ``RewardGuard``: ``__call__`` (sync), ``acall`` (async), ``call_checked`` (returns the
+  ``Outcome``: result, error kind, message, milliseconds, the raw return value) for callers that
+  report errors per row (test.sh, through common/evaluation/scoring.py's ``make_reward``);
+  ``close()`` or ``with``; ``pool`` (its common/workers.py pool), ``start_error``.
 - ``fuzz_reward(fn, rows, kwargs, timeout_s) -> FuzzReport``: the pre-launch fuzz (right and
   wrong answers for each row, then an empty response, a 512 KB one, one cut off inside LaTeX,
   repeated tags, non-ASCII); ``FuzzReport.findings``, ``.per_call_ms``, ``.cost_line(n)``.
@@ -50,13 +52,16 @@ regex backtracking inside ``re``, sympy on ``10^{10^{10}}``, a big-int power) st
 of the process, so the caller cannot even return: ``format_reward``'s old regex held the GIL for
 ~55 s on 250 repeated tag pairs, and a thread guard would have returned only after it. A worker
 process is killed at the deadline (its whole process group, so helpers it started die too) and
-replaced. Measured by benchmarks/bench_reward.py on the 2-core development machine: a guarded
-call costs 0.05 ms more than the function itself in a worker process (one pickle round trip
-over a pipe; workers are reused) against 0.11 ms in a fresh thread, next to 15-50 ms for one
-plain math-verify check; the default reward runs at ~180x plain math-verify guarded, ~350x
-unguarded. Workers start on demand, at most ``REWARD_GUARD_WORKERS`` per process (default
-min(4, CPUs)), load the target once, and are reused; a worker's start (~0.2 s plus the target's
-imports) is not part of a call's limit, and a call's limit starts when a worker takes it.
+replaced, and dies with this process (common/workers.py, the pool shared with math-verify's
+checks, says how). Measured by benchmarks/bench_reward.py on the 2-core development machine: a
+guarded call costs 0.03-0.05 ms more than the function itself in a worker process (one pickle
+round trip over a socket; workers are reused) against 0.1-0.3 ms in a fresh thread, next to
+15-50 ms for one plain math-verify check; the default reward runs at ~180x plain math-verify
+guarded, ~350x unguarded. Workers start on demand, at most ``REWARD_GUARD_WORKERS`` per process
+(default min(4, CPUs)), load the target once, and are reused; a worker's start (~0.1 s plus the
+target's imports) is not part of a call's limit, and a call's limit starts when a worker takes
+it. A worker that cannot load the target makes every call fail fast with why for 30 s, then
+is tried again.
 ``isolation="thread"`` remains for functions that cannot be sent to another process (a closure
 holding a client, say); async functions are awaited with ``asyncio.wait_for`` on the caller's
 loop (one that blocks its loop without awaiting cannot be interrupted; its late result is
@@ -65,7 +70,6 @@ discarded as a time-out).
 
 import asyncio
 import datetime
-import importlib.util
 import inspect
 import json
 import logging
@@ -73,15 +77,12 @@ import math
 import numbers
 import os
 import pickle
-import resource
-import select
-import signal
-import struct
-import subprocess
 import sys
 import threading
 import time
 from typing import Any, Callable, NamedTuple
+
+from common import workers
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -179,20 +180,6 @@ _ERRORS = _ErrorLog()
 # ---------------------------------------------------------------------------------------------
 
 
-def _load_target(path: str, name: str):
-    """``getattr(module, name)`` for the file at ``path``, loaded the way verl's loader does."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"reward function file not found: {path}")
-    spec = importlib.util.spec_from_file_location(f"custom_module_{hash(os.path.abspath(path))}", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load a module from {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, name):
-        raise AttributeError(f"{path} defines no {name!r}")
-    return getattr(module, name), module
-
-
 def _declared_keys(module) -> tuple[str, ...] | None:
     keys = getattr(module, "REWARD_KEYS", None)
     if isinstance(keys, list | tuple) and keys and all(isinstance(k, str) for k in keys) and "score" in keys:
@@ -239,246 +226,18 @@ def _zero_like(value):
 
 
 # ---------------------------------------------------------------------------------------------
-# Worker processes
+# Worker processes (common/workers.py)
 # ---------------------------------------------------------------------------------------------
 
 
-class _WorkerGone(Exception):
-    pass
-
-
-class _Unsendable(Exception):
-    pass
-
-
-def _send(stream, obj) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(struct.pack(">Q", len(data)) + data)
-    stream.flush()
-
-
-def _recv_blocking(stream):
-    header = stream.read(8)
-    if len(header) < 8:
-        return None
-    (size,) = struct.unpack(">Q", header)
-    return pickle.loads(stream.read(size))
-
-
-def _worker_main() -> None:
-    """Load the target named on stdin, then answer ``(args, kwargs, by_ref, refs, cpu_budget_s)`` messages until EOF."""
-    out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # prints of the reward function must not corrupt the protocol stream
-    stdin = sys.stdin.buffer
-    spec = _recv_blocking(stdin)
-    parent = os.getppid()
-
-    def watch_parent() -> None:
-        # An orphan that is waiting (network, sleep) exits within a second of its parent; one
-        # spinning in C code is ended by the CPU-time limit set before each call.
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                os._exit(3)
-
-    threading.Thread(target=watch_parent, daemon=True).start()
-    try:
-        for entry in reversed(spec["sys_path"]):
-            if entry not in sys.path:
-                sys.path.insert(0, entry)
-        if "pickled" in spec:
-            fn, module = pickle.loads(spec["pickled"]), None
-            module = sys.modules.get(getattr(fn, "__module__", ""), None)
-        else:
-            fn, module = _load_target(spec["path"], spec["name"])
-        ready = ("ready", inspect.iscoroutinefunction(fn), _declared_keys(module) if module else None)
-    except BaseException as exc:  # reported to the parent, which reports it per call
-        _send(out, ("load_error", f"{type(exc).__name__}: {exc}"[:2000]))
-        return
-    _send(out, ready)
-    refs: dict[int, Any] = {}
-    while True:
-        msg = _recv_blocking(stdin)
-        if msg is None:
-            return
-        args, kwargs, by_ref, new_refs, cpu_budget_s = msg
-        refs.update(new_refs)
-        kwargs.update({name: refs[key] for name, key in by_ref.items()})
-        used = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
-        _, hard = resource.getrlimit(resource.RLIMIT_CPU)
-        soft = int(used + cpu_budget_s) + 1
-        resource.setrlimit(resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
-        try:
-            reply = ("ok", fn(*args, **kwargs))
-        except BaseException as exc:  # SystemExit and KeyboardInterrupt from user code too
-            reply = ("raise", type(exc).__name__, str(exc)[:2000])
-        try:
-            _send(out, reply)
-        except Exception as exc:  # an unpicklable result
-            _send(out, ("raise", type(exc).__name__, f"cannot send the result back: {exc}"[:2000]))
-
-
-_PLAIN_TYPES = (str, int, float, bool, type(None), bytes)
-
-
-class _Worker:
-    def __init__(self, spec: dict) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-u", os.path.abspath(__file__), "--guard-worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            close_fds=True,
-            start_new_session=True,  # its own process group: a kill takes its helpers too
-        )
-        self._buf = b""
-        self.sent_refs: set[int] = set()
-        try:
-            _send(self.proc.stdin, spec)
-            reply = self._read(time.monotonic() + _START_TIMEOUT_S)
-        except (TimeoutError, _WorkerGone, OSError) as exc:
-            self.kill()
-            raise RuntimeError(f"the reward worker did not start ({type(exc).__name__}: {exc})") from None
-        if reply[0] != "ready":
-            self.kill()
-            raise RuntimeError(f"loading the reward function failed in the worker: {reply[1]}")
-        self.is_async, self.keys = reply[1], reply[2]
-
-    def _read(self, deadline: float):
-        fd = self.proc.stdout.fileno()
-        while True:
-            if len(self._buf) >= 8:
-                (size,) = struct.unpack(">Q", self._buf[:8])
-                if len(self._buf) >= 8 + size:
-                    data, self._buf = self._buf[8 : 8 + size], self._buf[8 + size :]
-                    return pickle.loads(data)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            ready, _, _ = select.select([fd], [], [], remaining)
-            if not ready:
-                raise TimeoutError
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                raise _WorkerGone(f"the reward worker exited with code {self.proc.poll()}")
-            self._buf += chunk
-
-    def call(self, args: tuple, kwargs: dict, by_ref: dict, refs: dict, timeout_s: float):
-        new = {key: obj for key, obj in refs.items() if key not in self.sent_refs}
-        try:
-            # CPU budget for the orphan case only (see _worker_main): the limit plus 10 s.
-            data = pickle.dumps((args, kwargs, by_ref, new, timeout_s + 10.0), protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:
-            raise _Unsendable(f"cannot send the arguments to the reward worker: {type(exc).__name__}: {exc}") from None
-        deadline = time.monotonic() + timeout_s
-        try:
-            self.proc.stdin.write(struct.pack(">Q", len(data)) + data)
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError) as exc:
-            raise _WorkerGone(f"the reward worker is gone ({exc})") from None
-        self.sent_refs.update(new)
-        return self._read(deadline)
-
-    def kill(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # uninterruptible sleep; nothing more to do
-            pass
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            try:
-                pipe.close()
-            except OSError:
-                pass
-
-
-class _Pool:
-    """Up to ``size`` workers for one target, shared by all threads of this process."""
-
-    def __init__(self, spec: dict, size: int) -> None:
-        self.pid = os.getpid()
-        self.spec = spec
-        self._slots = threading.BoundedSemaphore(size)
-        self._idle: list[_Worker] = []
-        self._lock = threading.Lock()
-        self._start_error: tuple[float, str] | None = None
-        # Argument objects sent by reference (kept alive here so their id() is not reused).
-        self._refs: dict[int, Any] = {}
-
-    def _start(self) -> _Worker:
-        with self._lock:
-            if self._start_error and time.monotonic() - self._start_error[0] < _START_RETRY_S:
-                raise RuntimeError(self._start_error[1])
-        try:
-            return _Worker(self.spec)
-        except RuntimeError as exc:
-            with self._lock:
-                self._start_error = (time.monotonic(), str(exc))
-            raise
-
-    def probe(self) -> _Worker:
-        """Start one worker (or take an idle one) and give it back: for its ``is_async``/``keys``."""
-        with self._slots:
-            worker = self._take()
-            with self._lock:
-                self._idle.append(worker)
-            return worker
-
-    def _take(self) -> _Worker:
-        with self._lock:
-            worker = self._idle.pop() if self._idle else None
-        if worker is not None and worker.proc.poll() is not None:
-            worker.kill()
-            worker = None
-        return worker if worker is not None else self._start()
-
-    def _split(self, kwargs: dict) -> tuple[dict, dict, dict]:
-        """(plain kwargs sent per call, {name: key} of objects sent once, {key: object})."""
-        plain, by_ref, refs = {}, {}, {}
-        for name, value in kwargs.items():
-            if isinstance(value, _PLAIN_TYPES) or type(value).__module__ in ("numpy", "builtins"):
-                plain[name] = value
-                continue
-            with self._lock:
-                if len(self._refs) < 64:
-                    self._refs.setdefault(id(value), value)
-                known = self._refs.get(id(value)) is value
-            if known:
-                by_ref[name], refs[id(value)] = id(value), value
-            else:
-                plain[name] = value
-        return plain, by_ref, refs
-
-    def call(self, args: tuple, kwargs: dict, timeout_s: float):
-        """("ok", value) or ("raise", type name, message); raises TimeoutError on overrun."""
-        kwargs, by_ref, refs = self._split(kwargs)
-        with self._slots:
-            worker = self._take()
-            try:
-                reply = worker.call(args, kwargs, by_ref, refs, timeout_s)
-            except TimeoutError:
-                worker.kill()
-                raise
-            except _WorkerGone as exc:
-                code = worker.proc.poll()
-                worker.kill()
-                why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-                return "raise", "WorkerDied", f"the reward function ended its process ({why}): {exc}"
-            except _Unsendable as exc:  # nothing was sent: the worker stays usable
-                with self._lock:
-                    self._idle.append(worker)
-                return "raise", "PicklingError", str(exc)
-            with self._lock:
-                self._idle.append(worker)
-            return reply
-
-    def close(self) -> None:
-        with self._lock:
-            workers, self._idle = self._idle, []
-        for worker in workers:
-            worker.kill()
+def _worker_target(spec: dict):
+    """A worker's setup: the target (loaded from its file or unpickled) and (is_async, declared keys)."""
+    if "pickled" in spec:
+        fn = pickle.loads(spec["pickled"])
+        module = sys.modules.get(getattr(fn, "__module__", ""), None)
+    else:
+        fn, module = workers.load_function(spec["path"], spec["name"])
+    return fn, (inspect.iscoroutinefunction(fn), _declared_keys(module) if module else None)
 
 
 def _pool_size() -> int:
@@ -524,8 +283,14 @@ class RewardGuard:
 
     ``fn``: the function, or None with ``source=(path, name)``; ``source`` also tells worker
     processes how to load a function that pickle cannot name (verl loads files without
-    registering them as modules). ``isolation``: "process" (default for sync functions) or
-    "thread". ``label`` names the function in messages.
+    registering them as modules); its path may also be a module name. ``isolation``: "process"
+    (default for sync functions) or "thread". ``label`` names the function in messages.
+    ``log_errors=False`` keeps failures out of the log and $POSTTRAIN_REWARD_ERRORS (test.sh
+    lists them in its report instead).
+
+    ``pool``: the common/workers.py pool of its worker processes (None for threads and async
+    functions); ``start_error``: why the worker could not load the function, None when it could.
+    A guard is a context manager (``close`` on exit).
     """
 
     def __init__(
@@ -536,6 +301,7 @@ class RewardGuard:
         source: tuple[str, str] | None = None,
         isolation: str = "process",
         label: str | None = None,
+        log_errors: bool = True,
     ) -> None:
         if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or not 0 < timeout_s < math.inf:
             raise ValueError(f"REWARD_TIMEOUT_S (guard_timeout_s) must be a positive number of seconds, got {timeout_s!r}")
@@ -552,41 +318,49 @@ class RewardGuard:
         self._defaults: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._mismatch_logged = False
+        self._log_errors = log_errors
         self.abandoned_threads = 0
-        self._pool: _Pool | None = None
+        self.pool: workers.WorkerPool | None = None
         self.is_async = inspect.iscoroutinefunction(fn) if fn is not None else None
         if fn is not None:
             module = sys.modules.get(getattr(fn, "__module__", "") or "")
             self._set_keys(_declared_keys(module) if module else None)
         if self.is_async is False and isolation == "process":
-            self._pool = _Pool(self._spec(), _pool_size())
+            self.pool = self._new_pool()
         elif fn is None:
             if isolation == "thread":
-                self._fn, module = _load_target(*source)
+                self._fn, module = workers.load_function(*source)
                 self.is_async = inspect.iscoroutinefunction(self._fn)
                 self._set_keys(_declared_keys(module))
             else:
                 # Load it in a worker first: the target's imports run there, not in verl's process.
-                self._pool = _Pool(self._spec(), _pool_size())
-                try:
-                    worker = self._pool.probe()
-                except RuntimeError:
-                    self.is_async = False  # every call will report the start-up error
+                self.pool = self._new_pool()
+                if self.pool.warm(_START_TIMEOUT_S + 5.0):
+                    self.is_async, keys = self.pool.info
+                    self._set_keys(keys)
                 else:
-                    self.is_async = worker.is_async
-                    self._set_keys(worker.keys)
+                    self.is_async = False  # every call will report the start-up error
                 if self.is_async:
                     # Awaited on the caller's loop, so it must live in this process.
-                    self._pool.close()
-                    self._pool = None
-                    self._fn, module = _load_target(*source)
+                    self.pool.close()
+                    self.pool = None
+                    self._fn, module = workers.load_function(*source)
                     self._set_keys(_declared_keys(module))
 
+    def _new_pool(self) -> workers.WorkerPool:
+        # The parent's sys.path goes along: a function sent by pickle is found by its module name.
+        return workers.WorkerPool(("common.reward_guard", "_worker_target", (self._spec(),)), _pool_size(),
+                                  name="reward", sys_path=list(sys.path), start_timeout_s=_START_TIMEOUT_S,
+                                  retry_after_s=_START_RETRY_S)
+
+    @property
+    def start_error(self) -> str | None:
+        return self.pool.start_error if self.pool is not None else None
+
     def _spec(self) -> dict:
-        spec: dict = {"sys_path": list(sys.path)}
         if self._source is not None:
-            spec.update(path=os.path.abspath(self._source[0]), name=self._source[1])
-            return spec
+            path, name = self._source
+            return {"path": os.path.abspath(path) if path.endswith(".py") or os.path.isfile(path) else path, "name": name}
         try:
             data = pickle.dumps(self._fn)
             if pickle.loads(data) is not self._fn:
@@ -596,8 +370,7 @@ class RewardGuard:
                 f"cannot send {self.label} to a worker process ({exc}): pass source=(file path, function name), "
                 "use a module-level function, or isolation='thread'"
             ) from None
-        spec["pickled"] = data
-        return spec
+        return {"pickled": data}
 
     def _set_keys(self, keys) -> None:
         if keys and self._keys is None:
@@ -641,7 +414,8 @@ class RewardGuard:
         if kind is None:
             return Outcome(self._good(raw), None, "", ms, raw)
         data_source, solution_str = (args + (None, None))[:2]
-        _ERRORS.record(kind, error, data_source, solution_str)
+        if self._log_errors:
+            _ERRORS.record(kind, error, data_source, solution_str)
         return Outcome(self._failed(), kind, error, ms, raw)
 
     # -- calls ---------------------------------------------------------------------------------
@@ -649,6 +423,12 @@ class RewardGuard:
     @staticmethod
     def _args(data_source, solution_str, ground_truth, extra_info) -> tuple:
         return (data_source, solution_str, ground_truth, extra_info)
+
+    @staticmethod
+    def _call_args(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        # extra_info by keyword, as verl passes it: a function that takes it only in **kwargs
+        # gets it there; the first three by position, as test.sh has always called them.
+        return args[:3], {"extra_info": args[3], **kwargs}
 
     def call_checked(self, data_source=None, solution_str=None, ground_truth=None, extra_info=None, **kwargs) -> Outcome:
         """Score one response (sync); the Outcome says what went wrong, if anything."""
@@ -661,18 +441,16 @@ class RewardGuard:
                 return future.result(self.timeout_s + 5.0)
             except Exception as exc:  # the loop itself is wedged by the function: count a time-out
                 future.cancel()
-                why = f"no answer within {self.timeout_s:g} s ({type(exc).__name__})"
+                why = f"no result within {self.timeout_s:g} s ({type(exc).__name__})"
                 return self._finish(None, "timeout", why, started, args)
-        if self._pool is not None:
+        if self.pool is not None:
             try:
-                reply = self._pool.call(args, kwargs, self.timeout_s)
-            except TimeoutError:
-                return self._finish(None, "timeout", f"no answer within {self.timeout_s:g} s", started, args)
-            except RuntimeError as exc:  # the worker cannot start (import error, ...)
-                return self._finish(None, "exception", f"RuntimeError: {exc}", started, args)
-            if reply[0] == "ok":
-                return self._finish(reply[1], None, "", started, args)
-            return self._finish(None, "exception", f"{reply[1]}: {reply[2]}", started, args)
+                raw = self.pool.call(*self._call_args(args, kwargs), self.timeout_s)
+            except TimeoutError as exc:
+                return self._finish(None, "timeout", str(exc), started, args)
+            except (workers.CallError, workers.WorkerError) as exc:  # a raise, a worker that died or cannot start
+                return self._finish(None, "exception", str(exc), started, args)
+            return self._finish(raw, None, "", started, args)
         return self._in_thread(args, kwargs, started)
 
     def _in_thread(self, args: tuple, kwargs: dict, started: float) -> Outcome:
@@ -681,7 +459,8 @@ class RewardGuard:
 
         def run() -> None:
             try:
-                box["value"] = self._fn(*args, **kwargs)
+                positional, named = self._call_args(args, kwargs)
+                box["value"] = self._fn(*positional, **named)
             except BaseException as exc:  # reported as the call's error
                 box["error"] = f"{type(exc).__name__}: {exc}"
             finally:
@@ -692,16 +471,17 @@ class RewardGuard:
         if not done.wait(self.timeout_s):
             with self._lock:
                 self.abandoned_threads += 1
-            return self._finish(None, "timeout", f"no answer within {self.timeout_s:g} s (thread left running)", started, args)
+            return self._finish(None, "timeout", f"no result within {self.timeout_s:g} s (thread left running)", started, args)
         if "error" in box:
             return self._finish(None, "exception", box["error"], started, args)
         return self._finish(box.get("value"), None, "", started, args)
 
     async def _await(self, args: tuple, kwargs: dict, started: float) -> Outcome:
+        positional, named = self._call_args(args, kwargs)
         try:
-            raw = await asyncio.wait_for(self._fn(*args, **kwargs), self.timeout_s)
+            raw = await asyncio.wait_for(self._fn(*positional, **named), self.timeout_s)
         except asyncio.TimeoutError:
-            return self._finish(None, "timeout", f"no answer within {self.timeout_s:g} s", started, args)
+            return self._finish(None, "timeout", f"no result within {self.timeout_s:g} s", started, args)
         except Exception as exc:
             return self._finish(None, "exception", f"{type(exc).__name__}: {exc}", started, args)
         if time.monotonic() - started > self.timeout_s:
@@ -724,8 +504,14 @@ class RewardGuard:
 
     def close(self) -> None:
         """Stop this guard's worker processes (they also exit when this process does)."""
-        if self._pool is not None:
-            self._pool.close()
+        if self.pool is not None:
+            self.pool.close()
+
+    def __enter__(self) -> "RewardGuard":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def guard_reward_fn(fn: Callable, timeout_s: float = DEFAULT_TIMEOUT_S, *, source: tuple[str, str] | None = None,
@@ -870,10 +656,15 @@ def fuzz_reward(fn, rows: list[dict], kwargs: dict | None = None, timeout_s: flo
     ``kwargs``: the reward kwargs. A finding is a raise (with the input kind and the exception),
     a time-out, a NaN or infinite score, a score that is no number, or keys that differ between
     calls. ``fn`` may be a RewardGuard already, else one is built (``source``/``isolation`` as
-    for RewardGuard).
+    for RewardGuard) and closed at the end.
     """
-    guard = fn if isinstance(fn, RewardGuard) else RewardGuard(fn, timeout_s, source=source, isolation=isolation)
-    kwargs = dict(kwargs or {})
+    if isinstance(fn, RewardGuard):
+        return _fuzz(fn, rows, dict(kwargs or {}))
+    with RewardGuard(fn, timeout_s, source=source, isolation=isolation) as guard:
+        return _fuzz(guard, rows, dict(kwargs or {}))
+
+
+def _fuzz(guard: RewardGuard, rows: list[dict], kwargs: dict) -> FuzzReport:
     findings: list[Finding] = []
     keys, key_source = None, ""
     typical_ms, all_ms, right, wrong = [], [], [], []
@@ -913,11 +704,5 @@ def _mean(values: list[float]) -> float:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--guard-worker"]:
-        try:
-            _worker_main()
-        except BrokenPipeError:  # the parent went away (it exited, or gave up on this worker)
-            os._exit(0)
-    else:
-        sys.exit("usage: this file is loaded by verl (see its docstring); run its tests with "
-                 ".venv/bin/python -m pytest tests/common/test_reward_guard.py -q")
+    sys.exit("usage: this file is loaded by verl (see its docstring); run its tests with "
+             ".venv/bin/python -m pytest tests/common/test_reward_guard.py -q")

@@ -44,6 +44,11 @@ def by_input(data_source, solution_str, ground_truth, extra_info=None, **kwargs)
     return {"score": 1.0, "acc": 1.0, "pred": str(solution_str)[:5]}
 
 
+def extra_info_in_kwargs(data_source, solution_str, ground_truth, **kwargs):
+    """No extra_info parameter: verl passes it by keyword, so it arrives in **kwargs."""
+    return {"score": float(kwargs.get("extra_info") == {"index": 3})}
+
+
 def plain_float(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
     return np.float32(0.25)
 

@@ -24,7 +24,16 @@ from omegaconf import OmegaConf
 import common.reward_functions as rf
 import common.reward_guard as rg
 from common.reward_guard import RewardGuard, fuzz_reward, guard_reward_fn
-from tests.common.guard_targets import Heavy, async_by_input, by_input, fuzz_victim, plain_float, returns_text, uses_heavy
+from tests.common.guard_targets import (
+    Heavy,
+    async_by_input,
+    by_input,
+    extra_info_in_kwargs,
+    fuzz_victim,
+    plain_float,
+    returns_text,
+    uses_heavy,
+)
 from tests.common.test_reward_functions import ADVERSARIAL
 
 REPO = Path(__file__).resolve().parents[2]
@@ -220,6 +229,14 @@ def test_sync_function_from_an_event_loop_like_verl(process_guard):
 
     results = asyncio.run(main())
     assert [r["pred"] for r in results] == [f"r{i}" for i in range(12)]
+
+
+@pytest.mark.parametrize("isolation", ["process", "thread"])
+def test_extra_info_arrives_by_keyword_as_verl_passes_it(isolation):
+    # why: a function without an extra_info parameter works under verl (keywords); guarded too
+    with RewardGuard(extra_info_in_kwargs, timeout_s=30, isolation=isolation) as guard:
+        outcome = guard.call_checked("math", "x", "1", {"index": 3})
+    assert outcome.kind is None and outcome.result["score"] == 1.0
 
 
 def test_argument_objects_cross_to_a_worker_once():

@@ -2,7 +2,8 @@
 
     .venv/bin/python -m pytest tests/common/evaluation/test_scoring.py -q
 
-Rewards are written to files and run in IsolatedReward's worker process, as test.sh runs them.
+Rewards are written to files and run in the worker processes of make_reward's guard
+(common/reward_guard.py on common/workers.py), as test.sh runs them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import pytest
 
 from common.evaluation.inputs import EvalRow
 from common.evaluation.scoring import (
-    IsolatedReward,
     RewardError,
     Score,
     check_reward,
@@ -28,6 +28,7 @@ from common.evaluation.scoring import (
     normalise,
     score_one,
 )
+from common.reward_guard import RewardGuard
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -133,7 +134,7 @@ def test_isolated_reward_survives_every_kind_of_failure(trouble_file, tmp_path, 
         (row("child", pid_file=str(pid_file)), "", lambda s: s.timed_out),
         (row("print"), "print", lambda s: s.error is None and s.correct),
     ]
-    with IsolatedReward(str(trouble_file), timeout_s=1.0) as reward:
+    with make_reward(str(trouble_file), timeout_s=1.0) as reward:
         pids = []
         for bad_row, response, check in cases:
             t0 = time.monotonic()
@@ -142,13 +143,14 @@ def test_isolated_reward_survives_every_kind_of_failure(trouble_file, tmp_path, 
             assert time.monotonic() - t0 < 10, bad_row.ground_truth  # 1 s limit, plus the kill
             good = score_one(reward, row("42"), "42")  # the next row is scored as usual
             assert good == Score(1.0, True, None, "42"), (bad_row.ground_truth, good)
-            pids.append(reward._proc.pid)
+            (pid,) = reward.pool.pids()  # calls one at a time: one worker
+            pids.append(pid)
         # one start, plus one per kill (regex, loop, sleep, child) and one after the crash (exit)
-        assert reward.starts == 6
+        assert reward.pool.starts == 6
         helper = int(pid_file.read_text())
         assert not _alive(helper), "the helper the reward started outlived the timeout"
         assert all(not _alive(p) for p in set(pids[:-1]) - {pids[-1]})  # replaced workers are gone
-        worker = reward._proc.pid
+        worker = pids[-1]
     assert not _alive(worker)  # close() stops the worker
     out = capfd.readouterr()
     assert "REWARD WAS HERE" not in out.out and "REWARD WAS HERE" in out.err  # stdout stays the report path's
@@ -159,9 +161,9 @@ def test_worker_dies_with_its_parent(trouble_file, tmp_path):
     script = textwrap.dedent(
         f'''
         import os, signal, sys, threading
-        from common.evaluation.scoring import IsolatedReward
-        reward = IsolatedReward({str(trouble_file)!r}, timeout_s=600)
-        print(reward._proc.pid, flush=True)
+        from common.evaluation.scoring import make_reward
+        reward = make_reward({str(trouble_file)!r}, timeout_s=600)
+        print(reward.pool.pids()[0], flush=True)
         threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGKILL)).start()
         reward("x", "", "regex")
         '''
@@ -182,14 +184,14 @@ def test_worker_dies_with_its_parent(trouble_file, tmp_path):
     ],
 )
 def test_check_reward_stops_a_rejected_data_source(trouble_file, rows, fragment):
-    with IsolatedReward(str(trouble_file), timeout_s=2.0) as reward:
+    with make_reward(str(trouble_file), timeout_s=2.0) as reward:
         with pytest.raises(RewardError) as err:
             check_reward(reward, rows)
     assert fragment in str(err.value) and "--reward" in str(err.value)
 
 
 def test_check_reward_lets_one_bad_ground_truth_through(trouble_file, caplog):
-    with IsolatedReward(str(trouble_file), timeout_s=1.0) as reward:
+    with make_reward(str(trouble_file), timeout_s=1.0) as reward:
         check_reward(reward, [row("raise"), row("1"), row("2")])  # one bad row: scored later as its own error
         check_reward(reward, [row("sleep", "slow")])  # only timeouts: a warning, not a stop
     assert "timed out on an empty response" in caplog.text
@@ -205,17 +207,17 @@ def test_reward_load_errors_are_one_clear_line(tmp_path):
         ("common.reward_functions:nope", "has no function 'nope'"),  # why: wrong function name
     ]:
         with pytest.raises(RewardError, match=fragment) as err:
-            IsolatedReward(spec, timeout_s=1.0)
+            make_reward(spec, timeout_s=1.0)
         assert str(err.value).startswith("--reward ")
 
 
 def test_make_reward_zero_timeout_runs_in_process_and_relative_paths_resolve(trouble_file, monkeypatch):
     fn = make_reward(str(trouble_file), 0)
-    assert callable(fn) and not isinstance(fn, IsolatedReward)
+    assert callable(fn) and not isinstance(fn, RewardGuard)
     assert score_one(fn, row("raise"), "").error == "ValueError: bad ground truth"
     monkeypatch.chdir(trouble_file.parent)
     with make_reward("trouble.py", 5.0) as reward:  # a path relative to the caller's folder
-        assert isinstance(reward, IsolatedReward) and score_one(reward, row("7"), "7").correct
+        assert isinstance(reward, RewardGuard) and score_one(reward, row("7"), "7").correct
 
 
 def test_default_reward_through_the_worker_matches_in_process():
