@@ -43,7 +43,10 @@ _YAML_STARRED = re.compile(r"^(\s*(?:-\s+)?[\w.-]+\s*:\s+)(\*\*\*[^'\"\n]*?)\s*$
 # GitHub, AWS access key ids, wandb keys are 40 hex characters only after `WANDB_API_KEY=`).
 _TOKEN_SHAPES = re.compile(r"\b(?:sk-[A-Za-z0-9_-]{16,}|hf_[A-Za-z0-9]{16,}|gh[pousr]_[A-Za-z0-9]{20,}|AKIA[0-9A-Z]{16})\b")
 # An HTTP Authorization header's credentials, wherever a log or an error message repeats it.
-_BEARER = re.compile(r"(?i)\b((?:Bearer|Basic|Token)\s+)[A-Za-z0-9._~+/=-]{8,}")
+# "Authorization: <scheme> <credentials>" whatever the scheme, and a bare "Bearer <token>" (with a
+# digit in it, so that prose such as "the bearer of ..." stays).
+_AUTH_HEADER = re.compile(r"(?i)\b(authorization['\"]?\s*[:=]\s*['\"]?(?:[A-Za-z]+\s+)?)[A-Za-z0-9._~+/=-]{6,}")
+_BEARER = re.compile(r"\b([Bb]earer\s+)(?=[A-Za-z0-9._~+/=-]*\d)[A-Za-z0-9._~+/=-]{8,}")
 # More key shapes with a known prefix: Slack xox*-, Google AIza...
 _MORE_SHAPES = re.compile(r"\b(?:xox[abprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{30,})")
 # NAME=value, NAME: value, "NAME": "value" in text from elsewhere (a run folder's train.log), where
@@ -122,6 +125,7 @@ def redact(text: str, env: dict[str, str] | None = None, assignments: bool = Fal
     text = _USERINFO.sub(r"\1***@", text)
     text = _TOKEN_SHAPES.sub("***", text)
     text = _MORE_SHAPES.sub("***", text)
+    text = _AUTH_HEADER.sub(r"\1***", text)
     text = _BEARER.sub(r"\1***", text)
     if assignments:
         text = _ASSIGNMENT.sub(_assignment, text)

@@ -211,6 +211,8 @@ _ALLOWED_LINES = {
     "set -euo pipefail",
     "set -a  # everything assigned below is exported to the shared launcher",
     'HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)',
+    # Numbers used in the block's $(( )) are checked before it runs (a value is never run as code).
+    'source "$HERE/../common/block.sh"',
     "set +a",
     'exec "$HERE/../common/launch.sh" "$HERE" "$@"',
 }

@@ -294,7 +294,8 @@ def test_dry_run_prints_the_submit_command_without_the_token(cluster, tmp_path):
     runtime = json.loads(next(line for line in command.split("'") if line.startswith("--runtime-env-json="))[19:])
     assert runtime["env_vars"]["VERL_FILE_LOGGER_PATH"].startswith(str(tmp_path / "outputs" / "exp" / "metrics"))
     assert "fake_trainer" in command and "trainer.nnodes=2" in command
-    assert not (tmp_path / "outputs").exists()  # a dry run writes nothing
+    # A dry run writes only the resolved config it checked.
+    assert [p.name for p in (tmp_path / "outputs" / "exp").iterdir()] == ["dry_run.yaml"]
 
 
 def test_cluster_check_compares_every_node_with_this_one(cluster, tmp_path):

@@ -49,6 +49,13 @@ TEXTS = [
     ("token hf_abcdefghijklmnopqrstuvwxyz0123456789 here", "hf_abcdefghijklmnop", "token *** here"),
     ("max_token_len_per_gpu: 4096 and HF hf_short_but_long_enough", "hf_short_but_long_enough", "max_token_len_per_gpu: 4096"),
     ("balance_dp_token: true", None, "balance_dp_token: true"),  # verl's SFT key, a flag, not a secret
+    # why: an Authorization header, whatever its scheme; a bare bearer token
+    ("Authorization: Token 9f8e7d6c5b4a", "9f8e7d6c5b4a", "Authorization: Token ***"),
+    ("curl -H 'Authorization: Bearer abc123def456'", "abc123def456", "Bearer ***"),
+    ("bearer eyJhbGciOiJIUzI1NiJ9.x1", "eyJhbGciOiJIUzI1NiJ9", "bearer ***"),
+    # why: words that follow "token", "basic" or "bearer" in prose and commands stay (RAY_AUTH_MODE=token path)
+    ("RAY_AUTH_MODE=token /work/main/.venv/bin/ray job submit", None, "token /work/main/.venv/bin/ray job"),
+    ("use basic arithmetic; the bearer of the message", None, "basic arithmetic; the bearer of the message"),
 ]
 
 

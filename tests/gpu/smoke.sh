@@ -91,7 +91,8 @@ for method in "${METHODS[@]}"; do
   run_dir=$SMOKE_DIR/$EXPERIMENT_NAME
   log=$SMOKE_DIR/$method.console.log
   if [[ "$DRY" == 1 ]]; then
-    if ! DRY_RUN=1 "$method/train.sh" >"$log" 2>&1; then
+    # DRY_RUN=full: the log holds the whole resolved config, which the CPU test reads back.
+    if ! DRY_RUN=full "$method/train.sh" >"$log" 2>&1; then
       RESULT[$method]="FAIL  dry run: $(grep -m1 -i 'error' "$log" || tail -n1 "$log") (log: $log)"
       fail=1
       continue
