@@ -41,7 +41,7 @@ from typing import Any
 from tqdm import tqdm
 
 from common.data_io import DataError
-from common.data_utils import GSM8K_INSTRUCTION, MATH_INSTRUCTION, extract_hash_answer
+from common.math_formats import GSM8K_INSTRUCTION, MATH_INSTRUCTION, extract_hash_answer
 
 # The shared folder of local copies, laid out like hub ids: $LOCAL_DATASETS_DIR/openai/gsm8k.
 LOCAL_DIR_ENV = "LOCAL_DATASETS_DIR"

@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         dry_mode = _dry_run_mode(env, as_json)
         force = parse_bool("FORCE", env.get("FORCE") or "0")
+        rehearsal = parse_bool("REHEARSAL", env.get("REHEARSAL") or "0") and not dry_mode
         # In JSON mode anything verl or Hydra prints goes to stderr: stdout carries the document only.
         with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
             # 1. the config block -> a plan; 2. verl composes it; 3. verl's own checks; 4. ours.
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     if force and any(r.failed for r in plan.preflight):
         print(f"[{method}] WARNING: FORCE=1 overrides failed checks:\n{preflight.failure_message(plan.preflight, method)}",
               file=sys.stderr)
-    if parse_bool("REHEARSAL", env.get("REHEARSAL") or "0") and not dry_mode:
+    if rehearsal:
         # REHEARSAL=1: one real training step of this config on the CPU (common/rehearsal/); no GPU needed.
         from common.rehearsal import rehearse
 
@@ -136,12 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     if plan.gpus_found == 0:
         print(
             f"[{method}] no NVIDIA GPU found ({plan.gpus_how}); verl needs one to train.\n"
-            f"  To check the config without a GPU: DRY_RUN=1 {_train_sh_from(method_dir, env.get('LAUNCH_CWD'))}",
+            f"  To check the config without a GPU: DRY_RUN=1 {_train_sh_from(method_dir, env.get('LAUNCH_CWD'))}\n"
+            f"  To train one real step of it on the CPU: REHEARSAL=1 {_train_sh_from(method_dir, env.get('LAUNCH_CWD'))}",
             file=sys.stderr,
         )
         return 1
     for note in notes:
-        print(f"[{method}] note: {note}")
+        print(f"[{method}] note: {redact(note)}")
     print(redact(report))
     try:
         return local_run.run(plan, cfg)
