@@ -98,8 +98,26 @@ def _robust_jsonl(data: bytes, first_line_no: int, path: str) -> tuple[Block, li
     return rows_to_block(steps, rows), examples, count
 
 
+# verl logs ~100 metrics a step (~5 KB a line); a line past this is not verl's, and goes to the
+# line-by-line reader, which stops at MAX_KEYS keys.
+FAST_LINE_MAX = 256 * 1024
+
+
+def _longest_line(data) -> int:
+    view = bytes(data)
+    longest, start = 0, 0
+    while True:
+        end = view.find(b"\n", start)
+        if end < 0:
+            return max(longest, len(view) - start)
+        longest = max(longest, end - start)
+        start = end + 1
+
+
 def _fast_jsonl(data) -> Block | None:
     """pyarrow's multi-threaded JSON reader on the whole block; None when any row is odd."""
+    if _longest_line(data) > FAST_LINE_MAX:
+        return None  # thousands of keys in one record: pyarrow infers a struct per key (seconds)
     try:
         table = pj.read_json(pa.BufferReader(pa.py_buffer(data)))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError, OverflowError):

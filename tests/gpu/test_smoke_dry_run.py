@@ -44,7 +44,8 @@ def test_dry_run_accepts_every_smoke_config(tmp_path):
     assert "total_training_steps: 2" in grpo_log and "save_freq: 2" in grpo_log
     assert f"path: {tmp_path / 'tiny_model'}" in grpo_log
     assert (tmp_path / "tiny_model" / "config.json").is_file()
-    assert not (tmp_path / "smoke-grpo").exists()  # a dry run trains nothing
+    # A dry run trains nothing: the run folder holds only the resolved config it checked.
+    assert [p.name for p in (tmp_path / "smoke-grpo").iterdir()] == ["dry_run.yaml"]
 
 
 def test_dry_run_reports_a_config_verl_rejects(tmp_path):

@@ -154,7 +154,7 @@ def test_checkpoint_in_verls_layout_and_merged_model_loads(rehearsals, name):
     model = AutoModelForCausalLM.from_pretrained(merged)
     assert model.config.num_hidden_layers >= 1
     report = json.loads(Path(summary["eval_report"]).read_text())
-    assert report["summary"][0]["rows"] == 2
+    assert report["summary"][0]["prompts"] == 2
 
 
 @pytest.mark.slow
