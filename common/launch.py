@@ -19,12 +19,18 @@ With REHEARSAL=1 it trains one real step of the same config on the CPU instead (
 Nothing is written before every knob has been checked; progress goes to stderr as it happens.
 
 Run folder (OUTPUT_DIR/EXPERIMENT_NAME, default outputs/<experiment>/):
-    run.json                 method, project, total steps, one entry per launch (pid, exit code)
+    run.json                 method, project, model, total steps, wandb run id, one entry per launch
     config.yaml              the resolved config of the latest launch (secrets redacted)
+    dry_run.yaml             the resolved config of the latest DRY_RUN
     train.log                console output of every launch, appended
     metrics/<launch>.jsonl   verl's file logger, one file per launch (verl opens it with "wb")
     rollout/ validation/     generations verl dumps during training and validation
+    reward_errors.jsonl      reward calls the guard scored 0 (common/reward_guard.py)
+    plots/                   PNGs of the main curves, written at the end of every launch
     checkpoints/             verl checkpoints; a relaunch with the same name resumes from here
+                             (best/: the best KEEP_BEST_METRIC checkpoint, hard-linked)
+    .launch.lock             held by the live launch; a second one of the same run is refused
+    rehearsal/               REHEARSAL=1's own checkpoint, merged model and report
     tensorboard/             when USE_TENSORBOARD=true
     wandb/                   wandb's local files when USE_WANDB=true (offline runs: wandb sync them)
     hydra/<launch>/          Hydra's record of each launch (the composed config and overrides)
