@@ -253,7 +253,7 @@ def table_agreement() -> None:
     from tests.common.test_reward_functions import KNOWN_MISS, LABELLED
 
     n = len(LABELLED)
-    agree_label = agree_plain = plain_label = decided = fast_wrong = 0
+    agree_label = agree_plain = plain_label = decided = fast_wrong = agree_where_plain_right = 0
     for row in tqdm(LABELLED, desc="labelled table", leave=False):
         response, gold, label = row[:3]
         ours = rf.compute_score("math", response, gold)
@@ -261,6 +261,7 @@ def table_agreement() -> None:
         agree_label += ours["acc"] == float(label)
         agree_plain += ours["acc"] == float(plain)
         plain_label += plain == label
+        agree_where_plain_right += plain == label and ours["acc"] == float(plain)
         pred = ours["pred"]
         if pred:
             for g in rf._gold_list(gold):
@@ -273,6 +274,8 @@ def table_agreement() -> None:
     print(f"compute_score agrees with the labels        {_pct(agree_label, n):>7}")
     print(f"plain math-verify agrees with the labels    {_pct(plain_label, n):>7}")
     print(f"compute_score agrees with plain math-verify {_pct(agree_plain, n):>7}")
+    print(f"  ... on the {plain_label} pairs where plain math-verify matches the label: "
+          f"{_pct(agree_where_plain_right, plain_label)} (the other pairs are math-verify's misses)")
     print(f"exact forms decide {decided} answer pairs; they differ from the math-verify path on {fast_wrong} "
           f"({_pct(decided - fast_wrong, decided)} agreement)")
 

@@ -8,10 +8,13 @@ What it offers:
 
 - ``extract_answer(text, strict_boxed=False) -> Answer``: the final answer of a response, looked
   for in this order: the last ``\\boxed{}`` (several boxes joined by "and", "or" or commas form a
-  set), else the last ``<answer>`` tag, else the last final-answer phrase ("The final answer is",
+  set; a "Final Answer: ... is X" sentence after the last box wins over it, as in math-verify),
+  else the last ``<answer>`` tag, else the last final-answer phrase ("The final answer is",
   "Answer:", "####"), else the last LaTeX span or number. ``strict_boxed=True`` keeps the box only.
 - ``find_boxes(text)``: the contents of the last run of ``\\boxed{}``/``\\fbox{}``, in order.
-- ``numbers(text)``: every number a reader would see in ``text`` ("-1,234.5", "3/4", "12\\%").
+- ``numbers(text)``: every number a reader would see in ``text`` ("-1,234.5", "1 000", "2,74",
+  "3/4", "12\\%").
+- ``decimal_comma(answer)``: "2,74" read as 2.74 (used only against one plain number).
 - ``canonical(answer)``: an exact form of the answer, or None when it is outside the grammar below.
 - ``compare(pred, gold) -> bool | None``: True/False when the exact forms decide it the way
   math-verify would, None to leave it to math-verify.
@@ -50,6 +53,7 @@ __all__ = [
     "Answer",
     "canonical",
     "compare",
+    "decimal_comma",
     "extract_answer",
     "find_boxes",
     "numbers",
@@ -84,8 +88,11 @@ class Answer(NamedTuple):
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 # What may stand between two boxes of one answer: "$\boxed{1}$, $\boxed{2}$ and \boxed{3}".
+# Also "\) and \(", "y_2 =", a unit word before "and" ("\boxed{1} papers and \boxed{2} bins") and
+# a short label in \text{} that ends in "and" or a comma ("\text{ for part (a) and }").
 _CONNECTOR_RE = re.compile(
-    r"(?:\s|\$|,|;|\\quad|\\qquad|\\text\{\s*(?:and|or)\s*\}|\band\b|\bor\b|\\[,;! ]|\b[A-Za-z]\s*=)*"
+    r"(?:\s|\$|,|;|\\quad|\\qquad|\\[()\[\]]|\\text\{[^{}]{0,30}?(?:\band|\bor|,)\s*\}|\band\b|\bor\b|\\[,;! ]"
+    r"|\b[A-Za-z](?:_\{?\w{1,3}\}?)?\s*=|\b[A-Za-z]{2,12}(?=\s+(?:and|or)\b))*"
 )
 
 
@@ -156,6 +163,18 @@ def find_boxes(text: str) -> list[str] | None:
     return contents
 
 
+_FINAL_RE = re.compile(r"final\s+answer", re.IGNORECASE)
+
+
+def _box_end(tail: str) -> int:
+    """Where the last (closed) box of ``tail`` ends."""
+    last = None
+    for last in _BOX_RE.finditer(tail):
+        pass
+    box = _box_content(tail, last.end()) if last else None
+    return box[1] if box else 0
+
+
 def _answer_tag(tail: str) -> str | None:
     close = tail.rfind("</answer>")
     if close == -1:
@@ -172,8 +191,13 @@ _PHRASE_RE = re.compile(
 # Digit runs; signs, fractions and percent signs are read around them in _numbers.
 _DIGITS_RE = re.compile(r"[0-9][0-9.,]*")
 _FRACTION_TAIL_RE = re.compile(r"\s*/\s*[0-9]+")
+# "1 000" and "12 345.5": groups of three digits after single spaces.
+_SHORT_INT_RE = re.compile(r"[1-9][0-9]{0,2}")
+_SPACED_GROUPS_RE = re.compile(r"(?: [0-9]{3})+(?![0-9])(?:\.[0-9]+)?")
 _PERCENT_TAIL_RE = re.compile(r"\s*\\?%")
 _HOPE = "i hope it is correct"
+_COPULA_RE = re.compile(r"\s(?:is|are|equals)\b:?")
+_SENTENCE_END_RE = re.compile(r"\.(?:\s|$)")
 # Phrases read per response, from the last: a final answer sits in one of the last few.
 _MAX_PHRASES = 64
 # A word of two letters or more that is not a LaTeX command: the chunk is prose, not math.
@@ -213,10 +237,14 @@ def _numbers(chunk: str) -> list[tuple[int, int, str]]:
     """(start, end, text) of every number a reader would see: "-1,234.5", ".5", "3/4", "12%".
 
     Digits glued to a letter, "_", "^" or "\\" ("x2", "a_1", "x^2") are not numbers. A comma
-    run that is no thousands grouping ("1,2,3") is a list: each element is a number.
+    run that is no thousands grouping ("1,2,3") is a list: each element is a number; one comma
+    with no space ("2,74") stays one token (a decimal comma or a pair: see ``decimal_comma``).
+    Groups of three digits after single spaces are one number ("1 000" is 1000).
 
     >>> [t for _, _, t in _numbers("x^2 = 1,000.5 or -3/4 of 12% of 1,2,3.")]
     ['1,000.5', '-3/4', '12\\\\%', '1', '2', '3']
+    >>> [t for _, _, t in _numbers("so 1 000 or 2,74 or (1,2)")]
+    ['1000', '2,74', '1', '2']
     """
     found, consumed = [], 0
     for m in _DIGITS_RE.finditer(chunk):
@@ -226,7 +254,10 @@ def _numbers(chunk: str) -> list[tuple[int, int, str]]:
             continue
         if prev == "." and (start < 2 or not _ascii_digits(chunk[start - 2])):
             start, token, prev = start - 1, "." + token, chunk[start - 2] if start >= 2 else ""
-        pieces = [token] if "," not in token or _THOUSANDS_RE.fullmatch(token) else token.split(",")
+        after = chunk[start + len(token) : start + len(token) + 1]
+        whole = ("," not in token or _THOUSANDS_RE.fullmatch(token)
+                 or _DECIMAL_COMMA_RE.fullmatch(token) and prev not in "([{," and after != ",")
+        pieces = [token] if whole else token.split(",")
         offset = start
         for piece in pieces:
             if not piece or piece.count(".") > 1:
@@ -237,6 +268,9 @@ def _numbers(chunk: str) -> list[tuple[int, int, str]]:
             if before in "-−" and (begin < 2 or not (chunk[begin - 2].isalnum() or chunk[begin - 2] in ")}")):
                 begin, text = begin - 1, "-" + text
             if piece is pieces[-1]:
+                spaced = _SPACED_GROUPS_RE.match(chunk, end) if _SHORT_INT_RE.fullmatch(piece) else None
+                if spaced:  # "1 000 000", as math-verify reads a number outside LaTeX
+                    end, text = spaced.end(), text + spaced.group(0).replace(" ", "")
                 frac = _FRACTION_TAIL_RE.match(chunk, end)
                 if frac:
                     end, text = frac.end(), text + "/" + frac.group(0).split("/")[1].strip()
@@ -289,9 +323,20 @@ def _from_chunk(chunk: str, first: bool) -> str:
         chunk = chunk.rstrip(".")[: -len(_HOPE)].strip()
     chunk = chunk.strip("*").strip()
     spans = _math_spans(chunk)
+    if spans and first:
+        # "$12$ and $13$" is one list answer, as in _last_answer.
+        items, end = [chunk[spans[0][2] : spans[0][3]].strip()], spans[0][1]
+        for span in spans[1:_MAX_RUN]:
+            gap = chunk[end : span[0]]
+            if len(gap) > 40 or _CONNECTOR_RE.fullmatch(gap) is None:
+                break
+            items.append(chunk[span[2] : span[3]].strip())
+            end = span[1]
+        if len(items) > 1:
+            items = [_ASSIGNED_RE.sub("", item, count=1) for item in items]
+        return ", ".join(dict.fromkeys(i for i in items if i))
     if spans:
-        span = spans[0] if first else spans[-1]
-        return chunk[span[2] : span[3]].strip()
+        return chunk[spans[-1][2] : spans[-1][3]].strip()
     candidate = chunk.rstrip(".").strip()
     if candidate and _is_mathlike(candidate):
         return candidate
@@ -304,8 +349,22 @@ def _from_chunk(chunk: str, first: bool) -> str:
     return found[-1][2]
 
 
-def _phrase_answer(tail: str) -> str:
+def _after_copula(chunk: str) -> str:
+    """ "Final Answer: The volume of $V$ is 120." -> "120" (math-verify's "final answer ... is X")."""
+    chunk = chunk.strip()
+    if chunk.rstrip(".").lower().endswith(_HOPE):
+        chunk = chunk.rstrip(".")[: -len(_HOPE)]
+    sentence = _SENTENCE_END_RE.search(chunk)  # "Final answer: 42. This is why" has no copula
+    m = _COPULA_RE.search(chunk, 0, min(120, sentence.start() if sentence else len(chunk)))
+    return _from_chunk(chunk[m.end() :], first=True) if m else ""
+
+
+def _phrase_answer(tail: str, final_only: bool = False) -> str:
     for m in list(_PHRASE_RE.finditer(tail))[::-1][:_MAX_PHRASES]:
+        phrase = m.group(0).lower()
+        final = phrase.startswith("final")
+        if final_only and not final:
+            continue
         rest = tail[m.end() : m.end() + _PHRASE_CHARS]
         rest = rest.lstrip(" \t*:：")
         # The answer ends at a blank line, or at the end of its line unless a display opens there.
@@ -314,7 +373,10 @@ def _phrase_answer(tail: str) -> str:
         if line_end != -1 and not rest[:line_end].rstrip().endswith(("$$", "\\[")) and rest[:line_end].strip():
             stop = line_end
         chunk = rest if stop == -1 else rest[:stop]
-        found = _from_chunk(chunk, first=True)
+        with_is = phrase.rstrip(": ：").endswith("is")
+        found = _after_copula(chunk) if final and not with_is else ""
+        if not found and (with_is or not final_only):  # after a box only "final answer ... is X" counts
+            found = _from_chunk(chunk, first=True)
         if found:
             return found
     return ""
@@ -367,6 +429,14 @@ def extract_answer(text: str, strict_boxed: bool = False) -> Answer:
     boxes = find_boxes(text)
     if boxes is None:
         return Answer("", "cut")  # the response stops inside its last box: no answer
+    if boxes and not strict_boxed:
+        # A "final answer ... is X" after the last box wins over it, as in math-verify: "\boxed{255}
+        # of interest, so she has $10,455. Final Answer: The final answer is $10,455$."
+        tail = text[-SCAN_CHARS:]
+        after_box = _box_end(tail)
+        found = _phrase_answer(tail[after_box:], final_only=True) if _FINAL_RE.search(tail, after_box) else ""
+        if found:
+            return Answer(found, "phrase")
     if boxes:
         distinct = list(dict.fromkeys(b for b in boxes if b))
         if len(distinct) > 1:
@@ -431,7 +501,24 @@ _STRIP_RE = re.compile(
 _UNIT_RE = re.compile(r"\\(?:text|mathrm|mbox|textrm|operatorname)\{\s*[A-Za-z][A-Za-z .]*\}(?:\^\{?[23]\}?)?$")
 _DEGREE_RE = re.compile(r"(?:\^\{?\\circ\}?|°|\\degree)$")
 _SPACED_DIGITS_RE = re.compile(r"\d(?:\s|\\[,;:! ]|~)+\d", re.ASCII)
-_THOUSANDS_RE = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?", re.ASCII)
+_THOUSANDS_RE = re.compile(r"[-+]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?", re.ASCII)
+# "1000,99", "2,74", "0,111": one comma that is no thousands grouping, no space after it: a
+# decimal comma when the other side of the comparison is a plain number (math-verify's reading
+# of such a number outside LaTeX); a list otherwise.
+_DECIMAL_COMMA_RE = re.compile(r"[-+]?\d+,\d+", re.ASCII)
+_SPACED_COMMA_RE = re.compile(r"\d\s*,(?:\s|\\[,;:! ]|~)+[-+]?\d")
+
+
+def decimal_comma(answer: str) -> str | None:
+    """``answer`` with its comma read as a decimal point, if it is one number with a decimal comma.
+
+    >>> decimal_comma("1000,99"), decimal_comma("0,111"), decimal_comma("1,000"), decimal_comma("1, 2")
+    ('1000.99', '0.111', None, None)
+    """
+    s = answer.strip().strip("$").strip() if isinstance(answer, str) else ""
+    if len(s) > 64 or not _DECIMAL_COMMA_RE.fullmatch(s) or _THOUSANDS_RE.fullmatch(s):
+        return None
+    return s.replace(",", ".")
 _PLAIN_RE = PLAIN_NUMBER_RE = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)", re.ASCII)
 _MIXED_RE = re.compile(r"[-+]*\d+\\frac\{\d+\}\{\d+\}", re.ASCII)
 _EXCLUDED_VARS = frozenset("eEiI")  # Euler's number and the imaginary unit, not variables
@@ -809,6 +896,9 @@ def canonical(answer: str):
             return _collection("tuple", parts)
         return None
     core = s[:-2] if s.endswith("\\%") else s[:-1] if s.endswith("%") else s
+    if "," in s and _SPACED_COMMA_RE.search(answer):
+        # "32, 349" is the pair {32, 349} (math-verify's reading), never 32349.
+        return _collection("set", _split_top(s))
     if "," in s and not _THOUSANDS_RE.fullmatch(core):
         parts = _split_top(s)
         # "1,234,5": is "234" a thousands group or an element? math-verify guesses; we do not.

@@ -322,6 +322,7 @@ def extract_gsm8k_answer(text: str, strict_boxed: bool = False) -> str:
         numbers = math_answer.numbers(chunk)
         if numbers:
             number = numbers[0] if which == "first" else numbers[-1]
+            number = math_answer.decimal_comma(number) or number  # "2,74" is 2.74; "1,234" is 1234
             return number.replace(",", "").replace("\\%", "")
     return ""
 
@@ -438,10 +439,22 @@ def math_equal(pred: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Ve
         return Verdict(False, False, "fast")
     short = len(pred) <= math_answer.MAX_ANSWER_CHARS and len(gold) <= math_answer.MAX_ANSWER_CHARS
     fast = math_answer.compare(_canonical(pred), _canonical(gold)) if short else None
+    if fast is not True and short and _decimal_comma_equal(pred, gold):
+        return Verdict(True, False, "fast")
     if fast is not None:
         return Verdict(fast, False, "fast")
     equal, timed_out = _verify(_normalize_for_verify(gold), _normalize_for_verify(pred), timeout_s)
     return Verdict(equal, timed_out, "math_verify")
+
+
+def _decimal_comma_equal(pred: str, gold: str) -> bool:
+    """ "1000,99" against the number 1000.99 (either side): a decimal comma, as math-verify reads
+    a number outside LaTeX. Only against one plain number, so "-2,1" stays a pair against a pair."""
+    for one, other in ((pred, gold), (gold, pred)):
+        decimal = math_answer.decimal_comma(one)
+        if decimal is not None and isinstance(_canonical(other), math_answer.Num):
+            return bool(math_answer.compare(_canonical(decimal), _canonical(other)))
+    return False
 
 
 def gsm8k_accuracy(pred: str, gold: str) -> float:
@@ -509,7 +522,8 @@ def _gold_list(ground_truth) -> list[str]:
         golds = []
     golds = [_number_str(g) if not isinstance(g, str) else g.strip() for g in golds
              if isinstance(g, str | int | float) and not isinstance(g, bool)]
-    golds = [extract_boxed(g) or g for g in golds]  # a gold stored as "\boxed{5}" means 5
+    # A gold stored as "\boxed{5}" means 5; "\boxed{1} and \boxed{2}" the set {1, 2}.
+    golds = [(math_answer.extract_answer(g).text or g) if "\\boxed" in g or "\\fbox" in g else g for g in golds]
     if not golds or not all(g.strip() for g in golds):
         raise ValueError(
             f"ground_truth must be a non-empty string or number (or a list of them), got {str(ground_truth)[:80]!r}; "

@@ -167,6 +167,9 @@ def test_extract_math_answer(text, expected):
         ("\\boxed{18} (checked 3 times)", "18"),  # why: boxed beats the last number
         ("<answer>42</answer> in 2 steps", "42"),  # why: answer tag beats the last number
         ("no digits", ""),  # why: nothing to extract
+        ("each bag weighs 2,5 kg", "2.5"),  # why: a decimal comma is read as a decimal point
+        ("#### 1 250", "1250"),  # why: a space as thousands separator
+        ("#### 1,250", "1250"),  # why: a comma as thousands separator
     ],
 )
 def test_extract_gsm8k_answer(text, expected):
@@ -887,6 +890,31 @@ LABELLED = [
     ("\\boxed{5}", " 5 ", True),  # why: spaces around the ground truth
     ("\\boxed{0.5}", "\\dfrac{1}{2}", True),  # why: a ground truth with \dfrac
     ("\\boxed{2}", "\\text{2}", True),  # why: a ground truth inside \text
+    ("\\boxed{4, 9}", "\\boxed{9} and \\boxed{4}", True),  # why: a ground truth stored as two boxes is a set
+    ("\\boxed{4, 9}", "\\(\\boxed{9}\\) or \\(\\boxed{4}\\)", True),  # why: boxes in \( \) joined by "or"
+    ("\\boxed{4}", "\\boxed{9} and \\boxed{4}", False),  # why: one element of a two-element set
+    ("\\boxed{3,5}", "3,5", True),  # why: a pair against a pair, both without spaces
+    ("\\boxed{3.5}", "3,5", True),  # why: one number against a decimal comma (math-verify reads "3,5" bare as 3.5)
+    # -- numbers in prose, decimal commas and spaced thousands ----------------------------------
+    ("In total we pay 2 500 euros.", "2500", True),  # why: a space as thousands separator in prose
+    ("So the population grows to 3 400 000 people.", "3400000", True),  # why: several spaced groups
+    ("The mean is 12 345.5 points.", "12345.5", True),  # why: spaced groups with a decimal part
+    ("The average mass is 4,75 kg.", "4.75", True),  # why: a decimal comma in prose
+    ("The average mass is 4,75 kg.", "475", False),  # why: a decimal comma is no thousands separator
+    ("It weighs 0,250 kg.", "0.25", True),  # why: "0,250" cannot be thousands: a decimal comma
+    ("It weighs 0,250 kg.", "250", False),  # why: ... so it is not 250
+    ("\\boxed{41, 600}", "41600", False),  # why: a comma and a space separate items, never thousands
+    ("\\boxed{41,600}", "41600", True),  # why: the same digits without the space are thousands
+    # -- a final-answer sentence -------------------------------------------------------------------
+    ("Final Answer: The area of $PQRS$ is 48. I hope it is correct.", "48", True),  # why: letters in dollars before "is"
+    ("Final Answer: The smallest $k$ is 17.", "17", True),  # why: a variable named before the value
+    ("Final Answer: The number of roots of $g(x)$ is 3.", "3", True),  # why: a function named before the value
+    ("Final answer: 42. This is because 6 times 7 is 42.", "42", True),  # why: "is" in a later sentence is not the answer
+    ("We first try \\boxed{16}, but 16 is too small.\nFinal Answer: The final answer is $18$. I hope it is correct.", "18", True),  # why: a Minerva final answer after a drafted box wins
+    ("\\boxed{16}. The final answer is the value in the box above.", "16", True),  # why: a final-answer phrase with no value leaves the box
+    ("Final Answer: The final answer is $3$ and $7$. I hope it is correct.", "3, 7", True),  # why: two spans joined by "and"
+    ("$\\boxed{2}$ cats and $\\boxed{5}$ dogs", "2, 5", True),  # why: a unit word between boxes joined by "and"
+    ("\\boxed{2}, which is wrong. Instead \\boxed{5}", "5", True),  # why: prose between boxes: the earlier box is a draft
 ]
 
 
