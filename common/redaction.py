@@ -51,8 +51,10 @@ _BEARER = re.compile(r"\b([Bb]earer\s+)(?=[A-Za-z0-9._~+/=-]*\d)[A-Za-z0-9._~+/=
 _MORE_SHAPES = re.compile(r"\b(?:xox[abprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{30,})")
 # NAME=value, NAME: value, "NAME": "value" in text from elsewhere (a run folder's train.log), where
 # NAME is a secret's name (is_secret_name) and the environment that held the value is unknown.
+# A value that is itself "NAME=" or "NAME:" ("ValueError: WANDB_API_KEY=abc") starts the next
+# assignment: the match moves on to it.
 _ASSIGNMENT = re.compile(
-    r"(?P<name>['\"]?\b[A-Za-z][A-Za-z0-9_.-]*['\"]?)(?P<sep>\s*[=:]\s*)(?P<value>\"[^\"\n]*\"|'[^'\n]*'|[^\s'\",;}\]]+)"
+    r"(?P<name>['\"]?\b[A-Za-z][A-Za-z0-9_.-]*['\"]?)(?P<sep>\s*[=:]\s*)(?![A-Za-z][A-Za-z0-9_.-]*\s*[=:])(?P<value>\"[^\"\n]*\"|'[^'\n]*'|[^\s'\",;}\]]+)"
 )
 # Values under a secret's name that are not secrets: flags, numbers, one plain lower-case word
 # (verl's `prompt_key: prompt`, `reward_fn_key: data_source`).

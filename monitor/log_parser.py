@@ -37,6 +37,8 @@ from pathlib import Path
 
 import orjson
 
+from common.redaction import redact_for_display
+
 __all__ = [
     "TailReader",
     "parse_console_line",
@@ -94,14 +96,21 @@ def _to_float(text: str) -> float | None:
         return None
 
 
+def _quote(value, limit: int = 40) -> str:
+    """A piece of a log line for an error message: redacted whole, then cut (a secret cut first
+    would no longer look like one and pass the redaction)."""
+    return repr(redact_for_display(value)[:limit])
+
+
 def check_step(step) -> int:
     """A step value from any log -> int in [0, MAX_STEP]; ValueError naming the value otherwise."""
     if isinstance(step, float) and math.isfinite(step) and step.is_integer():
         step = int(step)
     if not isinstance(step, int) or isinstance(step, bool):
-        raise ValueError(f"step is not an integer: {str(step)[:40]!r}")
+        raise ValueError(f"step is not an integer: {_quote(step)}")
     if not 0 <= step <= MAX_STEP:
-        raise ValueError(f"step {step} is out of range (0..2^53)")
+        shown = step if abs(step) < 10**15 else f"{float(step):.3g}"  # 1e308, not 309 digits
+        raise ValueError(f"step {shown} is out of range (0..2^53)")
     return step
 
 
@@ -123,14 +132,16 @@ def parse_console_line(line: bytes) -> tuple[int, dict[str, float]] | None:
     metrics: dict[str, float] = {}
     if not rest.strip():
         return step, metrics
-    for part in rest.split(" - "):
+    for n, part in enumerate(rest.split(" - "), start=1):
         # Values never contain ':' (numbers only), keys may in principle: split on the last one.
         key, sep, value = part.rpartition(":")
+        # The messages quote the redacted field whole: a field cut at ':' (https://user:pass@...)
+        # would hide a secret's shape from the redaction.
         if not sep or not key:
-            raise ValueError(f"field {part[:60]!r} is not key:value")
+            raise ValueError(f"field {n} is not key:value: {_quote(part, 80)}")
         number = _to_float(value)
         if number is None:
-            raise ValueError(f"value of {key[:60]!r} is not a number: {value[:40]!r}")
+            raise ValueError(f"field {n}'s value is not a number: {_quote(part, 80)}")
         metrics[key.strip()] = number
     return step, metrics
 

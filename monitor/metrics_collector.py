@@ -35,6 +35,7 @@ A run is
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -203,8 +204,14 @@ def read_run_json(run_dir: str | os.PathLike) -> tuple[dict | None, str | None]:
             return None, None
         if path.stat().st_size > _MAX_SMALL_FILE:
             return None, f"{path}: larger than 4 MB, not the launcher's run.json; status is inferred from the logs"
-        data = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError) as exc:
+        raw = path.read_bytes()
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            # Python's json also reads integers past 64 bits and NaN literals (one odd value
+            # must not make the whole file unreadable); it raises what orjson would otherwise.
+            data = json.loads(raw)
+    except (OSError, ValueError, RecursionError) as exc:
         return None, f"{path}: not valid JSON ({str(exc)[:120]}); status is inferred from the logs"
     if not isinstance(data, dict):
         return None, f"{path}: expected a JSON object; status is inferred from the logs"
@@ -275,7 +282,8 @@ def read_error_lines(log_path: str | os.PathLike, max_lines: int = ERROR_LINES, 
             last), else the last lines that look like errors; ANSI colours stripped, secrets
             redacted; [] when the tail has no error.
     """
-    lines = [_ANSI_RE.sub(b"", line).rstrip(b"\r") for line in read_tail_lines(log_path, max_bytes)]
+    # A progress bar rewrites its line with carriage returns: keep what a terminal shows (the last part).
+    lines = [_ANSI_RE.sub(b"", line).rstrip(b"\r").rsplit(b"\r", 1)[-1] for line in read_tail_lines(log_path, max_bytes)]
     start = None
     for i in range(len(lines) - 1, -1, -1):
         if any(m in lines[i] for m in TRACEBACK_MARKERS):
@@ -303,6 +311,19 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _launcher_alive(pid: int) -> bool:
+    """The launcher (a Python process) recorded in run.json is alive: its pid exists and, where
+    /proc tells, still runs Python. A run that died long ago leaves a pid the system may have
+    given to another program since."""
+    if not _pid_alive(pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{int(pid)}/cmdline").read_bytes()
+    except (OSError, ValueError, OverflowError):
+        return True  # no /proc (macOS) or not ours to read: the pid is all we know
+    return b"python" in cmdline.lower() or not cmdline  # empty: a zombie or a kernel thread's view
+
+
 def _file_timestamp(path: Path) -> float | None:
     m = _FILE_TS_RE.search(path.stem)
     if not m:
@@ -311,6 +332,12 @@ def _file_timestamp(path: Path) -> float | None:
         return datetime.strptime(m.group(1), "%Y%m%d-%H%M%S").replace(tzinfo=timezone.utc).timestamp()
     except ValueError:
         return None
+
+
+def _shown(value, limit: int = 20) -> str:
+    """A run.json value in a message: redacted whole, then cut (never cut first: a cut secret
+    no longer looks like one)."""
+    return redact(str(value))[:limit]
 
 
 def _ts(value) -> float | None:
@@ -529,9 +556,7 @@ class RunState:
         with self.lock:
             self.last_used = time.monotonic()
             store = self.store if self.store is not None else MetricsStore()
-            df = store.frame(keys)
-            df[WALL] = self.wall_times() if self.store is not None else np.zeros(0)
-            return df
+            return store.frame(keys, extra={WALL: self.wall_times() if self.store is not None else np.zeros(0)})
 
     def columns(self) -> list[str]:
         store = self.store if self.store is not None else self.preview()
@@ -569,9 +594,7 @@ class RunState:
 
     def preview_frame(self, keys: list[str] | None = None) -> pd.DataFrame:
         store = self.preview()
-        df = store.frame(keys)
-        df[WALL] = self._wall_for(store)
-        return df
+        return store.frame(keys, extra={WALL: self._wall_for(store)})
 
     def wall_times(self) -> np.ndarray:
         """Estimated unix time each loaded step finished (cached per table version)."""
@@ -803,20 +826,28 @@ class RunState:
             return None, ""
         last = launches[-1]
         code = last.get("exit_code")
+        if isinstance(code, str) and re.fullmatch(r"-?[0-9]{1,9}", code.strip()):
+            code = int(code)  # "1" written by hand or by another tool
+        if code is not None and (not isinstance(code, int) or isinstance(code, bool)):
+            return "unknown", (f"run.json: launch {len(launches)}'s exit_code {_shown(code)} is not an integer "
+                               "(the launcher writes the process's exit code, e.g. 0 or 1)")
         if last.get("ended") is not None or code is not None:
             if code == 0:
                 return "finished", f"launch {len(launches)} exited 0"
-            return "failed", f"launch {len(launches)} exited with code {str(code)[:20]}"
+            return "failed", f"launch {len(launches)} exited with code {_shown(code)}"
         pid, host = last.get("pid"), last.get("host")
         if isinstance(host, str) and host and host != socket.gethostname():
             # The pid cannot be checked on another machine: judge by log activity instead.
             age = time.time() - (self.last_write_time() or 0)
             if age < self.stale_after_s:
-                return "running", f"on host {host[:60]} (not this one): last write {age:.0f} s ago"
-            return "unknown", f"on host {host[:60]} (not this one), no write for {age / 60:.0f} min"
+                return "running", f"on host {_shown(host, 60)} (not this one): last write {age:.0f} s ago"
+            return "unknown", f"on host {_shown(host, 60)} (not this one), no write for {age / 60:.0f} min"
         if isinstance(pid, int) and not isinstance(pid, bool) and _pid_alive(pid):
-            return "running", f"pid {pid} alive"
-        return "failed", f"died: pid {str(pid)[:20]} is gone and launch {len(launches)} never recorded an exit"
+            if _launcher_alive(pid):
+                return "running", f"pid {pid} alive"
+            return "failed", (f"died: pid {pid} now belongs to another program (not Python) and launch "
+                              f"{len(launches)} never recorded an exit")
+        return "failed", f"died: pid {_shown(pid)} is gone and launch {len(launches)} never recorded an exit"
 
     def _status_inferred(self, step, total, now) -> tuple[str, str]:
         prefix = "no run.json, inferred from the logs: "
@@ -1191,7 +1222,8 @@ def read_sample_steps(run_dir: str | os.PathLike, kind: str) -> list[int]:
     folder = Path(run_dir) / SAMPLE_KINDS[kind]
     if not folder.is_dir():
         return []
-    return sorted(int(p.stem) for p in folder.glob("*.jsonl") if p.stem.isdigit() and len(p.stem) < 16)
+    return sorted(int(p.stem) for p in folder.glob("*.jsonl")
+                  if p.stem.isdigit() and len(p.stem) < 16 and p.is_file())
 
 
 def read_samples(run_dir: str | os.PathLike, kind: str, step: int) -> tuple[pd.DataFrame, int]:
@@ -1207,8 +1239,10 @@ def read_samples(run_dir: str | os.PathLike, kind: str, step: int) -> tuple[pd.D
         raise ValueError(f"sample kind {kind!r} is not one of {sorted(SAMPLE_KINDS)}")
     run_dir = Path(run_dir)
     path = run_dir / SAMPLE_KINDS[kind] / f"{int(step)}.jsonl"
-    if not path.is_file() or not _inside(path.resolve(), run_dir.resolve().parent):
+    if not path.is_file():
         raise FileNotFoundError(f"{path}: no {kind} dump for step {step}")
+    if not _inside(path.resolve(), run_dir.resolve().parent):
+        raise PermissionError(f"{path}: resolves outside --log_dir (a symlink?), refused")
     with open(path, "rb") as f:
         data = f.read(MAX_DUMP_BYTES)
     end = data.rfind(b"\n")

@@ -359,11 +359,13 @@ class MetricsStore:
         for col in self._cols.values():
             col[: self.n] = col[: self.n][order]
 
-    def frame(self, keys: list[str] | None = None) -> pd.DataFrame:
+    def frame(self, keys: list[str] | None = None, extra: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
         """The table as a DataFrame: `step`, `_launch`, then the requested keys (all by default;
-        keys never logged are left out). Columns are copies: the store may grow meanwhile."""
+        keys never logged are left out), then `extra` columns (one value per row). Columns are
+        copies: the store may grow meanwhile."""
         wanted = self.keys if keys is None else [k for k in keys if k in self._cols]
         data = {"step": self._steps[: self.n].copy(), "_launch": self._launch[: self.n].copy()}
         for key in wanted:
             data[key] = self._cols[key][: self.n].copy()
+        data.update(extra or {})
         return pd.DataFrame(data, copy=False)

@@ -162,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # plots/ is a file, a read-only folder, a full disk
+        print(f"error: cannot write the plots into {Path(args.run_dir) / 'plots'}: {exc.strerror or exc}; "
+              "make that path a writable folder (or remove the file in its way) and run again", file=sys.stderr)
+        return 1
     if not written:
         print(f"error: {args.run_dir} has no metrics to plot (metrics/*.jsonl or a console log with step lines)",
               file=sys.stderr)

@@ -27,6 +27,9 @@ CASES = [
     ("monkey=banana tokenizer=Qwen/Qwen2.5 max_tokens: 512", None, "monkey=banana tokenizer=Qwen/Qwen2.5 max_tokens: 512"),
     ("actor/pg_loss:0.5 - critic/score/mean:1", None, "actor/pg_loss:0.5 - critic/score/mean:1"),
     ("api_key=None", None, "api_key=None"),  # why: an unset key is not a secret
+    ("ValueError: WANDB_API_KEY=abcdef123456", "abcdef123456", "ValueError: WANDB_API_KEY="),  # why: an assignment inside an error message
+    ("error: HF_TOKEN: hfsecretvalue99 and x=1", "hfsecretvalue99", "and x=1"),  # why: a "NAME: value" after another label
+    ("url: https://alice:pw55@host/x", "pw55", "host/x"),  # why: a URL after a label keeps its userinfo redaction
 ]
 
 
