@@ -36,6 +36,7 @@ import csv
 import errno
 import json
 import os
+import re
 import signal
 import tempfile
 import threading
@@ -115,10 +116,20 @@ def sniff_encoding(path: str | Path, encoding: str | None = None) -> str:
             raise DataError(
                 f"--encoding {encoding!r}: unknown encoding; use e.g. utf-8, cp1252 (Excel on Windows) or latin-1"
             ) from None
+        if name in ("utf-16", "utf-32") and not any(head.startswith(bom) for bom, _ in _BOMS):
+            raise DataError(
+                f"{path}: --encoding {encoding}: the file has no byte-order mark; "
+                f"name the byte order: --encoding {name}-le (Windows) or {name}-be"
+            )
         return "utf-8-sig" if name == "utf-8" and head.startswith(codecs.BOM_UTF8) else name
     for bom, name in _BOMS:
         if head.startswith(bom):
             return name
+    # UTF-16 without a mark: ASCII text then has a NUL byte before (BE) or after (LE) each character.
+    if len(head) == 4 and head[1] == head[3] == 0 and head[0] and head[2]:
+        return "utf-16-le"
+    if len(head) == 4 and head[0] == head[2] == 0 and head[1] and head[3]:
+        return "utf-16-be"
     return "utf-8"
 
 
@@ -226,15 +237,28 @@ def unwrap_rows(data: Any, path: Path) -> list:
         raise DataError(f"{path}: expected a JSON list of rows, got {type(data).__name__}")
     if ROW_KEYS & data.keys():
         return [data]
-    lists = [k for k, v in data.items() if isinstance(v, list) and all(isinstance(x, dict) for x in v)]
+    lists = _row_lists(data)
     if len(lists) == 1:
-        return data[lists[0]]
+        return lists[0][1]
     if len(lists) > 1:
         raise DataError(
-            f"{path}: the object holds several lists of rows ({', '.join(map(repr, lists))}); "
+            f"{path}: the object holds several lists of rows ({', '.join(repr(k) for k, _ in lists)}); "
             'keep only the one to convert, e.g. {"data": [...]}'
         )
     return [data]
+
+
+def _row_lists(data: dict, prefix: str = "", depth: int = 3) -> list[tuple[str, list]]:
+    """(dotted key, list) for each list of objects in a wrapper, looked for `depth` objects deep
+    ({"data": [...]}, {"data": {"rows": [...]}}); objects that are rows themselves are not entered."""
+    found = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, list) and all(isinstance(x, dict) for x in value):
+            found.append((name, value))
+        elif isinstance(value, dict) and depth > 1 and not ROW_KEYS & value.keys():
+            found += _row_lists(value, f"{name}.", depth - 1)
+    return found
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,6 +277,8 @@ def iter_records(
     encoding, not JSON, a damaged parquet page) raises DataError naming the file and the place.
     """
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a data file; give the file inside it")
     if not path.is_file():
         raise DataError(f"{path}: no such file; check the input path")
     kind = input_kind(path)
@@ -276,16 +302,21 @@ def iter_records(
 
 def _json_records(path: Path, encoding: str, progress: bool, desc: str) -> Iterator[tuple[str, Any]]:
     # A JSON document cannot be parsed row by row with the standard library: it is read whole.
+    text = _read_text(path, encoding)
     try:
-        data = json.loads(_read_text(path, encoding))
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(
             f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg} "
             "(a .json file must hold one list of objects; use .jsonl for one object per line)"
         ) from None
+    except RecursionError:
+        raise DataError(f"{path}: {_TOO_DEEP}") from None
     rows = unwrap_rows(data, path)
+    escaped = _SURROGATE_ESCAPE.search(text) is not None
+    del text, data
     for i, rec in enumerate(tqdm(rows, desc=desc, disable=not progress, unit="row"), start=1):
-        yield f"row {i}", rec
+        yield f"row {i}", (_surrogate_error(rec) if escaped else None) or rec
 
 
 def _jsonl_records(path: Path, encoding: str, bar: tqdm) -> Iterator[tuple[str, Any]]:
@@ -294,9 +325,45 @@ def _jsonl_records(path: Path, encoding: str, bar: tqdm) -> Iterator[tuple[str, 
         if not line:
             continue
         try:
-            yield f"line {lineno}", json.loads(line)
+            rec = json.loads(line)
         except json.JSONDecodeError as e:
             yield f"line {lineno}", RowError(f"invalid JSON: {e}")
+            continue
+        except RecursionError:
+            yield f"line {lineno}", RowError(_TOO_DEEP)
+            continue
+        bad = _surrogate_error(rec) if _SURROGATE_ESCAPE.search(line) else None
+        yield f"line {lineno}", bad or rec
+
+
+# A JSON \uD800-\uDFFF escape decodes to a lone surrogate unless it is half of a pair: text that
+# cannot be written as UTF-8 (parquet, Excel), so such rows are rejected where they are read.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_TOO_DEEP = "nested deeper than the JSON reader allows (thousands of [ or {); the data is damaged"
+
+
+def _surrogate_error(value: Any, where: str = "") -> RowError | None:
+    """A RowError naming the first field holding an unpaired UTF-16 surrogate, else None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            char = f"\\u{ord(value[e.start]):04x}"
+            return RowError(
+                f"{'field ' + repr(where) if where else 'the row'} holds an unpaired surrogate {char} (half of an "
+                "emoji or a character cut in two, not valid UTF-8); fix or remove that text"
+            )
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        if isinstance(key, str):
+            name = f"{where}.{key}" if where else key
+        else:
+            name = f"{where}[{key}]"
+        bad = _surrogate_error(item, name)
+        if bad is not None:
+            return bad
+    return None
 
 
 def _csv_delimiter(header: str, path: Path) -> str:
@@ -328,11 +395,27 @@ def _csv_records(path: Path, encoding: str, bar: tqdm) -> Iterator[tuple[str, An
         blank = [i for i, name in enumerate(header, start=1) if not name.strip()]
         if blank:
             raise DataError(f"{path}: line 1: column {blank[0]} has no name; every column needs a header")
+        names = [name.strip() for name in header]
+        twice = next((name for name in names if names.count(name) > 1), None)
+        if twice is not None:
+            raise DataError(f"{path}: line 1: column {twice!r} appears twice in the header; rename or remove one")
+        end = 1
         for rec in reader:
             # reader.line_num is the line the record ended on (a quoted cell may span lines).
-            where = f"line {reader.line_num}"
+            start, end = end + 1, reader.line_num
+            where = f"line {end}"
             if None in rec:
                 yield where, RowError(f"more cells than the {len(header)} header columns")
+                continue
+            if None in rec.values() and any(v and "\n" in v for v in rec.values()):
+                yield where, RowError(
+                    f"fewer cells than the {len(header)} header columns, and a quoted cell runs from line {start} "
+                    f"to line {end}: a closing quote (\") is probably missing on line {start}"
+                )
+                continue
+            nul = next((k for k, v in rec.items() if v and "\x00" in v), None)
+            if nul is not None:
+                yield where, RowError(f"column {nul.strip()!r} holds a NUL byte (\\x00): the file is damaged or not text")
                 continue
             yield where, {k.strip(): _csv_cell(v) for k, v in rec.items()}
     except csv.Error as e:
@@ -347,7 +430,7 @@ def _csv_cell(value: str | None) -> Any:
     if text[:1] in "[{":
         try:
             return json.loads(text)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             return value
     return value
 

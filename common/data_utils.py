@@ -221,6 +221,8 @@ def _ground_truth_text(value: Any, where: str = "ground_truth") -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
+        if not math.isfinite(value):
+            raise RowError(f"{where} is {value} (NaN or Infinity in the data); give the answer as text or a number")
         return str(int(value)) if value.is_integer() else repr(value)
     if not isinstance(value, str):
         raise RowError(f"{where} must be text or a number, got {type(value).__name__}")

@@ -10,7 +10,8 @@ Offers:
   2. $LOCAL_DATASETS_DIR/<name>[/<config>]: the same, under a shared folder that mirrors hub ids
      (for clusters without internet);
   3. `datasets.load_dataset(name, config, split=split)`: the hub, or its cache
-     ($HF_DATASETS_CACHE) when offline (HF_HUB_OFFLINE=1) or the hub is unreachable.
+     ($HF_DATASETS_CACHE) when offline (HF_HUB_OFFLINE=1) or the hub is unreachable (a
+     3-second connection probe decides, so an uncached name fails at once instead of retrying).
   Anything missing is one HubDataError line: the name, that the hub is not reachable (or the
   dataset, config or split does not exist), and how to use a local copy.
 - HubSource(name, config=None, split="train"): a dataset by name as a record source for
@@ -32,7 +33,9 @@ Nothing here downloads at import; `datasets` is imported on first use.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,6 +167,45 @@ def _offline() -> bool:
     return bool(datasets.config.HF_HUB_OFFLINE)
 
 
+# How long the reachability probe waits for the hub; a hub that cannot be reached is not asked
+# (huggingface_hub retries each request 5 times with backoff, ~25 s before the cache is tried).
+HUB_PROBE_TIMEOUT_S = 3.0
+_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+def _hub_unreachable() -> bool:
+    """True when the hub's host ($HF_ENDPOINT) cannot be connected to within HUB_PROBE_TIMEOUT_S;
+    False behind a proxy (only the proxy can tell)."""
+    if any(os.environ.get(v) for v in _PROXY_VARS):
+        return False
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    url = urlsplit(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=HUB_PROBE_TIMEOUT_S).close()
+    except (OSError, UnicodeError):
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def _offline_mode(on: bool) -> Iterator[None]:
+    """HF_HUB_OFFLINE for this call only: `datasets` then reads its cache without asking the hub."""
+    import datasets.config
+    from huggingface_hub import constants
+
+    old = datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE
+    if on:
+        datasets.config.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = old
+
+
 def _unreachable(name: str, config: str | None, split: str) -> HubDataError:
     why = "offline mode is on (HF_HUB_OFFLINE=1)" if _offline() else "the Hugging Face hub is not reachable"
     import datasets.config
@@ -194,7 +236,8 @@ def load_by_name(name: str, config: str | None = None, split: str = "train") -> 
     if local is not None:
         return _load_local(local, name, split)
     try:
-        return datasets.load_dataset(name, config, split=split)
+        with _offline_mode(not _offline() and _hub_unreachable()):
+            return datasets.load_dataset(name, config, split=split)
     except ConnectionError:
         raise _unreachable(name, config, split) from None
     except DatasetNotFoundError as e:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import shlex
 import signal
@@ -152,8 +153,8 @@ def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--input_file/--output_file/--force need --batch")
     if not args.batch and len(args.model_path) > 1:
         p.error("--single takes one --model_path (several are for --batch comparisons)")
-    if args.temperature < 0:
-        p.error(f"--temperature {args.temperature}: must be >= 0")
+    if not 0 <= args.temperature < math.inf:  # also NaN
+        p.error(f"--temperature {args.temperature}: must be a number >= 0")
     if not 0 < args.top_p <= 1:
         p.error(f"--top_p {args.top_p}: must be in (0, 1]")
     if not args.reward_timeout_s >= 0 or args.reward_timeout_s == float("inf"):

@@ -9,7 +9,8 @@ Offers:
 - InputError: raised with the file and the 1-based row number of every malformed row.
 
 Accepted rows:
-- JSON (a list of objects) and JSONL (one object per line):
+- JSON (a list of objects, or an object holding one such as {"data": [...]}) and JSONL (one
+  object per line), UTF-8 or with a byte-order mark (UTF-16 from Windows tools):
   {"prompt": str or [{"role", "content"}, ...], "ground_truth": str|number,
    "data_source": optional (default "openai/gsm8k"), "id": optional (default: row number)}.
   A verl-style `reward_model.ground_truth` is accepted in place of `ground_truth`.
@@ -19,7 +20,7 @@ Accepted rows:
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,8 @@ def _parse_messages(prompt: Any) -> list[dict[str, str]]:
 
 def _build_row(raw: Any, number: int, default_data_source: str) -> EvalRow:
     """One EvalRow from one decoded record (JSON object or parquet row); raises ValueError."""
+    if isinstance(raw, ValueError):  # common.data_io.RowError: the reader's reason
+        raise raw
     if not isinstance(raw, dict):
         raise ValueError(f"expected an object, got {type(raw).__name__}")
     raw = _to_python(raw)
@@ -94,6 +97,10 @@ def _build_row(raw: Any, number: int, default_data_source: str) -> EvalRow:
         raise ValueError("missing 'ground_truth' (or 'reward_model.ground_truth')")
     if isinstance(ground_truth, bool) or not isinstance(ground_truth, (str, int, float)):
         raise ValueError(f"'ground_truth' must be a string or a number, got {type(ground_truth).__name__}")
+    if isinstance(ground_truth, float) and not math.isfinite(ground_truth):
+        raise ValueError(f"'ground_truth' is {ground_truth} (NaN or Infinity); give the answer as text or a number")
+    if isinstance(ground_truth, str) and not ground_truth.strip():
+        raise ValueError("'ground_truth' is an empty string")
     data_source = raw.get("data_source") or default_data_source
     if not isinstance(data_source, str):
         raise ValueError("'data_source' must be a string")
@@ -107,36 +114,28 @@ def _build_row(raw: Any, number: int, default_data_source: str) -> EvalRow:
 
 
 def _read_records(path: Path) -> list[tuple[int, Any]]:
-    """(1-based row number, record) pairs; raises InputError when the file itself cannot be parsed."""
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
-        if not isinstance(data, list):
-            raise InputError(f"{path}: expected a JSON list of objects, got {type(data).__name__}")
-        return list(enumerate(data, start=1))
-    if suffix == ".jsonl":
-        records = []
-        with path.open(encoding="utf-8") as f:
-            for line_no, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    records.append((line_no, json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"{path}: line {line_no} is not valid JSON: {exc.msg}") from exc
-        return records
-    if suffix == ".parquet":
-        import pandas as pd
+    """(1-based row number, record) pairs; raises InputError when the file itself cannot be parsed.
 
-        try:
-            frame = pd.read_parquet(path)
-        except Exception as exc:  # pyarrow raises several unrelated types for a bad file
-            raise InputError(f"{path}: cannot read parquet: {exc}") from exc
-        return list(enumerate(frame.to_dict(orient="records"), start=1))
-    raise InputError(f"{path}: unsupported extension {suffix!r}; use .json, .jsonl or .parquet")
+    Read with common.data_io.iter_records, as `python -m common.data_utils` reads: a byte-order
+    mark (UTF-8/16/32), a wrapper object ({"data": [...]}), a damaged parquet page, a wrong
+    encoding are handled or named the same way there and here."""
+    from common.data_io import DataError, RowError, iter_records
+
+    suffix = path.suffix.lower()
+    if suffix not in (".json", ".jsonl", ".parquet"):
+        raise InputError(f"{path}: unsupported extension {suffix!r}; use .json, .jsonl or .parquet")
+    records = []
+    try:
+        for where, record in iter_records(path):
+            number = int(where.rsplit(" ", 1)[-1])  # "row 3" (JSON list, parquet) or "line 7" (JSONL)
+            if isinstance(record, RowError):
+                reason = str(record)
+                if reason.startswith("invalid JSON: "):
+                    raise InputError(f"{path}: line {number} is not valid JSON: {reason[len('invalid JSON: '):]}")
+            records.append((number, record))  # another RowError (e.g. broken text) is that row's problem
+    except DataError as exc:
+        raise InputError(str(exc)) from None
+    return records
 
 
 def load_rows(
@@ -152,6 +151,8 @@ def load_rows(
     all; with it, bad rows are dropped and the problems are returned for the caller to print.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; pass --input_file with a .json, .jsonl or .parquet file")
     if not path.is_file():
         raise InputError(f"{path}: input file not found (pass --input_file with a .json, .jsonl or .parquet file)")
     rows: list[EvalRow] = []

@@ -79,6 +79,11 @@ GOOD_INPUTS = [
     # why: Windows-1252 has the euro sign where Latin-1 has none
     ("cp1252 jsonl with --encoding", "in.jsonl",
      lambda: "\n".join(json.dumps(r, ensure_ascii=False) for r in ROWS).encode("cp1252"), "cp1252"),
+    # why: a wrapper two objects deep ({"data": {"rows": [...]}}) was taken for one unknown row
+    ("nested wrapper", "in.json", lambda: json.dumps({"meta": {"v": 1}, "data": {"rows": ROWS}}).encode(), None),
+    # why: UTF-16 (Windows "Unicode") without a byte-order mark read as UTF-8 was every row "invalid JSON"
+    ("utf-16-le jsonl without BOM", "in.jsonl",
+     lambda: "\n".join(json.dumps(r, ensure_ascii=False) for r in ROWS).encode("utf-16-le"), None),
 ]
 
 
@@ -120,6 +125,11 @@ BAD_INPUTS = [
     ("csv without a column name", "in.csv", b"prompt,,ground_truth\r\nx,y,1\r\n", ["column 2 has no name"]),
     # why: a picture renamed .csv: its first byte already is not text
     ("png named .csv", "in.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", ["in.csv: line 1, byte 1: byte 0x89"]),
+    # why: 100,000 nested brackets crashed json.loads with a RecursionError traceback
+    ("json nested too deep", "in.json", b"[" * 100_000 + b"]" * 100_000, ["in.json: nested deeper than the JSON"]),
+    # why: a repeated CSV column silently kept only its last cell
+    ("csv with a repeated column", "in.csv", b"id,prompt,prompt,ground_truth\r\na,x,y,1\r\n",
+     ["in.csv: line 1: column 'prompt' appears twice"]),
 ]
 
 
@@ -405,3 +415,110 @@ def test_exception_inside_the_writer_removes_the_temp(tmp_path):
         assert leftovers(tmp_path)
         raise RuntimeError("stop")
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- audit: odd rows and options
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+GOOD_LINE = json.dumps(ROWS[0]).encode()
+# (label, name, bytes, the rejected row and the fragment naming why); the good row still converts.
+BAD_ROWS = [
+    # why: a JSON \ud800 escape is a lone surrogate: it crashed the parquet write with UnicodeEncodeError
+    ("lone surrogate in a nested field", "in.jsonl",
+     GOOD_LINE + b'\n{"prompt": "x", "ground_truth": "1", "extra_info": {"n": ["\\udfff"]}}\n',
+     "line 2", "field 'extra_info.n[0]' holds an unpaired surrogate \\udfff"),
+    ("lone surrogate in a json list", "in.json", b'[' + GOOD_LINE + b', {"prompt": "a \\ud83d", "ground_truth": "1"}]',
+     "row 2", "field 'prompt' holds an unpaired surrogate \\ud83d"),
+    # why: NaN/Infinity (Python's json reads them) became the ground truth "nan"
+    ("NaN ground truth", "in.json", b'[' + GOOD_LINE + b', {"prompt": "x", "ground_truth": NaN}]',
+     "row 2", "ground_truth is nan"),
+    # why: one deeply nested JSONL line crashed the whole run with a RecursionError traceback
+    ("deep jsonl line", "in.jsonl", GOOD_LINE + b"\n" + b"[" * 100_000 + b"]" * 100_000 + b"\n",
+     "line 2", "nested deeper than the JSON reader allows"),
+    # why: an unclosed quote swallowed the rest of the file and was reported as a missing ground_truth
+    ("csv unclosed quote", "in.csv", b'id,prompt,ground_truth\na,ok,1\nb,"never closed,1\nc,x,2\n',
+     "line 4", "a closing quote (\") is probably missing on line 3"),
+    # why: a NUL byte in a CSV cell went into the training text unnoticed
+    ("csv NUL byte", "in.csv", b"id,prompt,ground_truth\na,ok,1\nb,x\x00y,2\n", "line 3", "column 'prompt' holds a NUL byte"),
+]
+
+
+@pytest.mark.parametrize("label, name, data, where, fragment", BAD_ROWS, ids=[c[0] for c in BAD_ROWS])
+def test_bad_rows_are_rejected_by_row_and_field(tmp_path, capsys, label, name, data, where, fragment):
+    src = _write(tmp_path / name, data)
+    out = tmp_path / "out.parquet"
+    assert du.main(["rl", str(src), str(out), "--no_progress"]) == 0
+    printed = capsys.readouterr()
+    assert f"{where}: {fragment}" in printed.out and "Traceback" not in printed.err, printed
+    assert len(pq.read_table(out)) == 1
+    assert du.main(["validate", str(src), "--no_progress"]) == 1  # validate flags the same row
+    assert f"{where}: {fragment}" in capsys.readouterr().out
+    assert src.read_bytes() == data
+
+
+def test_utf16_option_on_a_file_without_bom_is_one_line(tmp_path, capsys):
+    # why: --encoding utf-16 on a BOM-less file ended in "UnicodeError: UTF-16 stream does not start with BOM"
+    src = _write(tmp_path / "in.jsonl", GOOD_LINE + b"\n")
+    rc = du.main(["rl", str(src), str(tmp_path / "o.parquet"), "--encoding", "utf-16", "--no_progress"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert "in.jsonl: --encoding utf-16: the file has no byte-order mark" in err and "utf-16-le" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+
+
+def test_a_folder_as_input_is_named_a_folder(tmp_path, capsys):
+    # why: a folder was reported as "no such file"
+    (tmp_path / "data.json").mkdir()
+    assert du.main(["validate", str(tmp_path / "data.json"), "--no_progress"]) == 1
+    assert "data.json: is a folder, not a data file" in capsys.readouterr().err
+
+
+def unreachable_hub_env(cache: Path) -> dict:
+    """Offline mode NOT set, and a hub endpoint that refuses connections (port 9 on this machine):
+    what a cluster node without internet looks like, whether or not this machine has internet."""
+    env = {**os.environ, "HF_HOME": str(cache.parent / "hf_home"), "HF_DATASETS_CACHE": str(cache),
+           "HF_ENDPOINT": "http://127.0.0.1:9"}
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "LOCAL_DATASETS_DIR",
+                "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        env.pop(var, None)
+    return env
+
+
+def run_hub(args: list[str], env: dict) -> tuple[subprocess.CompletedProcess, float]:
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "common.data_utils", *args, "--no_progress"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    return proc, time.monotonic() - t0
+
+
+def test_uncached_dataset_by_name_fails_fast_without_network_noise(tmp_path):
+    # why: with no route to the hub, huggingface_hub retried 5 times with backoff: ~25 s and five
+    # "thrown while requesting HEAD" lines before the one-line error
+    out = tmp_path / "o.parquet"
+    proc, elapsed = run_hub(["rl", "--hf_dataset", "nobody-here/no-such-set", str(out)],
+                            unreachable_hub_env(tmp_path / "cache"))
+    assert proc.returncode == 1, proc.stderr
+    assert elapsed < 12, elapsed
+    assert proc.stderr.startswith("error: nobody-here/no-such-set split 'train': not in the datasets cache")
+    assert "the Hugging Face hub is not reachable" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert "thrown while requesting" not in proc.stderr and "Retrying" not in proc.stderr, proc.stderr
+    assert not out.exists()
+
+
+def test_cached_dataset_is_read_at_once_when_the_hub_is_unreachable(tmp_path):
+    # why: the same retries delayed every cached load by ~25 s unless HF_HUB_OFFLINE=1 was set
+    from tests.common.test_hub_data import GSM8K, fake_hub_cache
+
+    cache = tmp_path / "cache"
+    fake_hub_cache(cache, "openai/gsm8k", "main", "test", GSM8K)
+    out = tmp_path / "gsm8k.parquet"
+    proc, elapsed = run_hub(["rl", "--hf_dataset", "openai/gsm8k", "--split", "test", str(out)],
+                            unreachable_hub_env(cache))
+    assert proc.returncode == 0, proc.stderr
+    assert elapsed < 12, elapsed
+    assert [r["reward_model"]["ground_truth"] for r in pq.read_table(out).to_pylist()] == ["72", "2400", "3"]
