@@ -203,7 +203,8 @@ def load_user_hooks(path: str | None) -> dict[str, Callable]:
         return {}
     file = Path(path).expanduser()
     if not file.is_file():
-        raise ConfigError(f"CALLBACKS_FILE={path}: no such file")
+        what = "is a folder, not a .py file" if file.is_dir() else "no such file"
+        raise ConfigError(f"CALLBACKS_FILE={path}: {what}; point CALLBACKS_FILE at a .py file (see common/callbacks.py)")
     spec = importlib.util.spec_from_file_location(f"user_callbacks_{file.stem}", file)
     module = importlib.util.module_from_spec(spec)
     try:

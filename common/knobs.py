@@ -323,6 +323,10 @@ def parse_json_object(name: str, raw: str) -> dict:
     return value
 
 
+# verl and torch keep counts and sizes in 64-bit integers; a larger value overflows deep inside a run.
+_INT64 = 2**63
+
+
 def parse_value(knob: Knob, raw: str):
     """Typed value of a knob from its environment string, checked against its range.
 
@@ -338,8 +342,13 @@ def parse_value(knob: Knob, raw: str):
     """
     raw = raw.strip()
     try:
+        numeric = knob.kind in ("int", "float") or (knob.kind == "special" and (knob.lo is not None or knob.hi is not None))
+        if numeric and not raw.isascii():
+            raise ValueError  # Python reads "８" as 8; bash and a person reading the block do not
         if knob.kind == "int":
             value = int(raw)
+            if not -_INT64 <= value < _INT64:
+                raise ConfigError(f"{knob.name}={raw} is too large: verl keeps it in a 64-bit integer")
         elif knob.kind == "float" or (knob.kind == "special" and (knob.lo is not None or knob.hi is not None)):
             value = float(raw)
         else:

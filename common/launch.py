@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     method = method_dir.name
     env = dict(os.environ)
     if any(arg in {"-h", "--help"} for arg in extra_args):
-        print(block.help_text(method_dir, env))
+        print(redact(block.help_text(method_dir, env)))
         return 0
     # --json: the preflight report as one JSON document on stdout, nothing launched; not a Hydra argument.
     as_json = "--json" in extra_args
@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         rehearsal = parse_bool("REHEARSAL", env.get("REHEARSAL") or "0") and not dry_mode
         # In JSON mode anything verl or Hydra prints goes to stderr: stdout carries the document only.
         with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+            _check_arguments(method, extra_args)
             # 1. the config block -> a plan; 2. verl composes it; 3. verl's own checks; 4. ours.
             plan = make_plan(method_dir, env, extra_args, detect=ray_cluster.gpu_detector(env))
             progress("composing the config with verl's own Hydra configs ...")
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             # FORCE=1 launches anyway; the failures are printed as a warning below, never silently.
             if any(r.failed for r in plan.preflight) and not force:
                 raise ConfigError(preflight.failure_message(plan.preflight, plan.method))
-    except ConfigError as exc:
+    except (ConfigError, OSError) as exc:  # OSError: a file that cannot be read, named in the message
         if as_json:
             results = plan.preflight if plan is not None else []
             print(preflight.to_json(results, plan, error=redact(str(exc))))
@@ -156,6 +157,18 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"[{method}] {exc}", file=sys.stderr)
         return 1
+
+
+def _check_arguments(method: str, extra_args: list[str]) -> None:
+    """What train.sh takes after its name: --help, --json and Hydra overrides (key=value, +key=value,
+    ~key). Anything else would reach Hydra's parser, whose words (LexerNoViableAltException) say little."""
+    bad = [arg for arg in extra_args if arg.startswith("-") or ("=" not in arg and not arg.startswith("~"))]
+    if bad:
+        raise ConfigError(
+            f"{' '.join(repr(a) for a in bad)}: not an option or a key=value override. {method}/train.sh takes --help, "
+            f"--json and verl keys as Hydra overrides, e.g. ./{method}/train.sh trainer.total_epochs=1 "
+            "(knobs go before the script: ROLLOUT_N=8 ./train.sh)"
+        )
 
 
 def _dry_run_mode(env: dict[str, str], as_json: bool) -> str:

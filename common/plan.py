@@ -17,6 +17,7 @@ Offers:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import re
@@ -156,12 +157,18 @@ def _resolve_model_path(raw: str, cwd: str | None, method_dir: Path, notes: list
     candidates = [Path(os.path.expanduser(raw))]
     if not candidates[0].is_absolute():
         candidates = [Path(cwd or os.getcwd()) / raw, method_dir / raw]
-    local = next((c.resolve() for c in candidates if c.exists()), None)
+    try:
+        local = next((c.resolve() for c in candidates if c.exists()), None)
+        if local is not None and not os.access(local, os.R_OK | (os.X_OK if local.is_dir() else 0)):
+            raise PermissionError(13, "permission denied")
+        has_config = local is not None and (local / "config.json").is_file()
+    except OSError as exc:  # a folder that may not be read, a name too long
+        raise ConfigError(f"MODEL_PATH={raw}: cannot be read ({exc.strerror or type(exc).__name__})") from None
     if local is None:
         if raw.startswith(("/", "./", "../", "~")):
             raise ConfigError(f"MODEL_PATH={raw}: no such folder")
         return raw  # a Hugging Face id, downloaded by verl on the GPU machine
-    if (local / "config.json").is_file():
+    if has_config:
         return str(local)
     from common.evaluation.checkpoint import CheckpointError, resolve_model
 
@@ -172,6 +179,57 @@ def _resolve_model_path(raw: str, cwd: str | None, method_dir: Path, notes: list
     how = "merged now" if resolved.merged_now else "merged earlier, reused"
     notes.append(f"MODEL_PATH is a verl checkpoint: using its Hugging Face export {resolved.hf_path} ({how})")
     return resolved.hf_path
+
+
+class _Problems:
+    """The ConfigErrors of independent knobs, gathered so that one dry run names every wrong value
+    rather than the first one (fixing it then only to meet the next)."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    @contextlib.contextmanager
+    def step(self):
+        try:
+            yield
+        except ConfigError as exc:
+            self.messages.append(str(exc))
+
+    def raise_any(self) -> None:
+        if len(self.messages) == 1:
+            raise ConfigError(self.messages[0])
+        if self.messages:
+            lines = "\n".join(f"  {i}. " + m.replace("\n", "\n     ") for i, m in enumerate(self.messages, 1))
+            raise ConfigError(f"{len(self.messages)} config-block values need fixing:\n{lines}")
+
+
+# Numbers the launcher's own helpers read (common/memory.py, common/callbacks.py), checked with the rest.
+_LAUNCHER_NUMBERS = (
+    Knob("GPU_MEMORY_GB", "float", (), lo=0, lo_open=True),
+    Knob("KL_STOP_THRESHOLD", "float", (), lo=0),
+    Knob("KL_STOP_STEPS", "int", (), lo=1),
+)
+# Characters a run folder name cannot hold, replaced when the name is the block's default (method-<model folder>).
+_NOT_IN_NAME = re.compile(r"[^A-Za-z0-9._+=-]+")
+
+
+def _experiment_name(env: dict[str, str], method: str, model_raw: str, notes: list[str]) -> str:
+    """EXPERIMENT_NAME, checked. The block's default, <method>-<MODEL_PATH's folder name>, is made a
+    plain folder name (a model folder may hold spaces); a name the user wrote is never changed."""
+    experiment = env.get("EXPERIMENT_NAME") or f"{method}-run"
+    derived = f"{method}-{os.path.basename(model_raw.rstrip('/'))}" if model_raw else None
+    if experiment == derived and not _EXPERIMENT_NAME.fullmatch(experiment):
+        plain = _NOT_IN_NAME.sub("-", experiment)[:_EXPERIMENT_NAME_MAX]
+        notes.append(f"EXPERIMENT_NAME={plain}: the default name from MODEL_PATH's folder, {experiment!r}, made a "
+                     "plain folder name (set EXPERIMENT_NAME to choose another)")
+        experiment = plain
+    if not _EXPERIMENT_NAME.fullmatch(experiment):
+        raise ConfigError(
+            f"EXPERIMENT_NAME={experiment[:80]!r}{'...' if len(experiment) > 80 else ''} must be a plain folder name: "
+            f"letters, digits and . _ + = - only, starting with a letter or digit, at most {_EXPERIMENT_NAME_MAX} "
+            "characters (it names the run folder; a relaunch with the same name resumes it)"
+        )
+    return experiment
 
 
 def _launch_id(now: _dt.datetime | None = None) -> str:
@@ -257,7 +315,11 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
     """Turn the config block (in env) into the overrides and paths of one launch."""
     method_dir = Path(method_dir).resolve()
     method = method_dir.name
-    env = _reward_source(dict(env), method_dir)
+    problems = _Problems()
+    model_raw = env.get("MODEL_PATH") or ""
+    env = dict(env)
+    with problems.step():
+        env = _reward_source(dict(env), method_dir)
     config_name = env.get("CONFIG_NAME") or "config"
     trainer = _trainer_kind(method_dir, config_name)
     knobs: tuple[Knob, ...] = SFT_KNOBS if trainer == "sft" else RL_KNOBS
@@ -271,25 +333,39 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
     # anything is written; common/callbacks.py reads them again when the run starts.
     from common.callbacks import Settings
 
-    Settings.from_env(env)
+    with problems.step():
+        Settings.from_env(env)
+    for number in _LAUNCHER_NUMBERS:
+        if (env.get(number.name) or "").strip():
+            with problems.step():
+                parse_value(number, env[number.name])
     if env.get("MODEL_PATH"):
-        env["MODEL_PATH"] = _resolve_model_path(env["MODEL_PATH"], env.get("LAUNCH_CWD"), method_dir, notes)
+        with problems.step():
+            env["MODEL_PATH"] = _resolve_model_path(env["MODEL_PATH"], env.get("LAUNCH_CWD"), method_dir, notes)
 
     # Presets first (ALGORITHM, ENTROPY_MODE, ROLLOUT_CORRECTION), so a knob set in the block wins over them.
     preset_keys: dict[str, tuple[str, str, object]] = {}
-    selected = presets.chosen(env, trainer)
+    selected = []
+    with problems.step():
+        selected = presets.chosen(env, trainer)
     for knob_name, preset, setting in presets.settings_of(selected):
         add(setting.path, setting.value if setting.raw else hydra_value(setting.value), raw=True)
         preset_keys[setting.path] = (knob_name, preset.name, setting.value)
     notes += [presets.describe(knob_name, preset) for knob_name, preset in selected]
 
-    guard = trainer == "rl" and parse_bool("REWARD_GUARD", env.get("REWARD_GUARD") or "true")
+    guard = trainer == "rl"
+    with problems.step():
+        guard = trainer == "rl" and parse_bool("REWARD_GUARD", env.get("REWARD_GUARD") or "true")
     reward_target: dict[str, str] = {}
     for knob in knobs:
         raw = env.get(knob.name)
         if raw is None or raw.strip() == "" or knob.kind == "special":
             continue
-        value = parse_value(knob, raw)
+        try:
+            value = parse_value(knob, raw)
+        except ConfigError as exc:
+            problems.messages.append(str(exc))
+            continue
         if knob.kind == "path":
             value = _resolve_path(value, method_dir)
         if guard and knob.name in ("REWARD_FUNC_PATH", "REWARD_FUNC_NAME"):
@@ -303,13 +379,16 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
                 notes.append(f"{knob.name}={raw.strip()} overrides {by}={name}'s {path}={was}")
 
     if trainer == "rl":
-        notes += _reward_overrides(env, guard, reward_target, add)
+        with problems.step():
+            notes += _reward_overrides(env, guard, reward_target, add)
 
     # TOP_ENTROPY_QUANTILE below 1: verl's workers import common/top_entropy.py (external_lib), which
     # registers the masked policy loss; 1.0 leaves verl's own loss untouched.
     entropy_knob = next((k for k in knobs if k.name == "TOP_ENTROPY_QUANTILE"), None)
+    quantile = 1.0
     if entropy_knob and (env.get(entropy_knob.name) or "").strip():
-        quantile = parse_value(entropy_knob, env[entropy_knob.name])
+        with problems.step():
+            quantile = parse_value(entropy_knob, env[entropy_knob.name])
         if quantile < 1.0:
             from common import top_entropy
 
@@ -322,55 +401,53 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
     try:
         chosen_attention = attention.resolve(env.get("ATTN_IMPL"))
     except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    overrides += attention.overrides(chosen_attention, trainer)
-    notes.append(f"attention: {chosen_attention.impl} ({chosen_attention.why})")
+        problems.messages.append(str(exc))
+    else:
+        overrides += attention.overrides(chosen_attention, trainer)
+        notes.append(f"attention: {chosen_attention.impl} ({chosen_attention.why})")
 
     # GPUs: an empty or "auto" N_GPUS_PER_NODE counts the local GPUs.
     raw_gpus = (env.get("N_GPUS_PER_NODE") or "auto").strip()
     found, how = detect()
+    n_gpus, gpu_note, nnodes = 1, "", 1
     if raw_gpus == "auto":
         n_gpus = found if found > 0 else 1
         gpu_note = f"N_GPUS_PER_NODE=auto -> {n_gpus} ({how}{'; using 1 for the checks' if found == 0 else ''})"
     else:
-        n_gpus = parse_value(Knob("N_GPUS_PER_NODE", "int", (), lo=1), raw_gpus)
-        if n_gpus < 1:
-            raise ConfigError(f"N_GPUS_PER_NODE={raw_gpus!r} must be at least 1 (or auto)")
-        gpu_note = f"N_GPUS_PER_NODE={n_gpus} ({how})"
+        with problems.step():
+            n_gpus = parse_value(Knob("N_GPUS_PER_NODE", "int", (), lo=1), raw_gpus)
+            gpu_note = f"N_GPUS_PER_NODE={n_gpus} ({how})"
     add("trainer.n_gpus_per_node", n_gpus)
-    nnodes = parse_value(Knob("NNODES", "int", (), lo=1), env.get("NNODES") or "1")
+    with problems.step():
+        nnodes = parse_value(Knob("NNODES", "int", (), lo=1), env.get("NNODES") or "1")
 
     # LoRA: the rank is only set when USE_LORA is on, so turning it off needs one variable.
     if env.get("USE_LORA"):
-        use_lora = parse_bool("USE_LORA", env["USE_LORA"])
-        rank = parse_value(Knob("LORA_RANK", "int", (), lo=1), env.get("LORA_RANK") or "32") if use_lora else 0
-        if use_lora and rank <= 0:
-            raise ConfigError(f"LORA_RANK={rank} must be positive when USE_LORA=true")
-        lora_path = "model.lora_rank" if trainer == "sft" else "actor_rollout_ref.model.lora_rank"
-        add(lora_path, rank)
-        # verl's LoRA guide (docs/advance/ppo_lora.rst): vLLM loads the base weights from
-        # safetensors, and the adapter sync gathers one layer at a time.
-        if use_lora and trainer == "rl":
-            add("actor_rollout_ref.rollout.load_format", "safetensors")
-            add("actor_rollout_ref.rollout.layered_summon", True)
+        with problems.step():
+            use_lora = parse_bool("USE_LORA", env["USE_LORA"])
+            rank = parse_value(Knob("LORA_RANK", "int", (), lo=1), env.get("LORA_RANK") or "32") if use_lora else 0
+            lora_path = "model.lora_rank" if trainer == "sft" else "actor_rollout_ref.model.lora_rank"
+            add(lora_path, rank)
+            # verl's LoRA guide (docs/advance/ppo_lora.rst): vLLM loads the base weights from
+            # safetensors, and the adapter sync gathers one layer at a time.
+            if use_lora and trainer == "rl":
+                add("actor_rollout_ref.rollout.load_format", "safetensors")
+                add("actor_rollout_ref.rollout.layered_summon", True)
 
     # Overlong shaping on any RL method: verl's dapo reward manager applies the penalty (the naive
     # manager ignores reward_kwargs); by default over the last quarter of the generation limit.
-    if trainer == "rl" and parse_bool("OVERLONG_SHAPING", env.get("OVERLONG_SHAPING") or "false"):
-        if not (env.get("REWARD_MANAGER") or "").strip():
-            add("reward.reward_manager.name", "dapo")
-        if not (env.get("OVERLONG_BUFFER_LEN") or "").strip():
-            response = parse_value(Knob("MAX_RESPONSE_LENGTH", "int", (), lo=1), env.get("MAX_RESPONSE_LENGTH") or "1024")
-            add("reward.reward_kwargs.overlong_buffer_cfg.len", max(1, response // 4))
+    with problems.step():
+        if trainer == "rl" and parse_bool("OVERLONG_SHAPING", env.get("OVERLONG_SHAPING") or "false"):
+            if not (env.get("REWARD_MANAGER") or "").strip():
+                add("reward.reward_manager.name", "dapo")
+            if not (env.get("OVERLONG_BUFFER_LEN") or "").strip():
+                response = parse_value(Knob("MAX_RESPONSE_LENGTH", "int", (), lo=1), env.get("MAX_RESPONSE_LENGTH") or "1024")
+                add("reward.reward_kwargs.overlong_buffer_cfg.len", max(1, response // 4))
 
     # Names and folders.
-    experiment = env.get("EXPERIMENT_NAME") or f"{method}-run"
-    if not _EXPERIMENT_NAME.fullmatch(experiment):
-        raise ConfigError(
-            f"EXPERIMENT_NAME={experiment[:80]!r}{'...' if len(experiment) > 80 else ''} must be a plain folder name: "
-            f"letters, digits and . _ + = - only, starting with a letter or digit, at most {_EXPERIMENT_NAME_MAX} "
-            "characters (it names the run folder; a relaunch with the same name resumes it)"
-        )
+    experiment = f"{method}-run"
+    with problems.step():
+        experiment = _experiment_name(env, method, model_raw, notes)
     output_dir = Path(os.path.expanduser(env.get("OUTPUT_DIR") or REPO_ROOT / "outputs"))
     run_dir = (output_dir if output_dir.is_absolute() else REPO_ROOT / output_dir).resolve() / experiment
     add("trainer.experiment_name", env.get("WANDB_RUN_NAME") or experiment)
@@ -387,7 +464,14 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
     loggers = ["console", "file"]
     run_env: dict[str, str] = {}
     wandb_id = None
-    if parse_bool("USE_WANDB", env.get("USE_WANDB") or "false"):
+    use_wandb = use_tensorboard = False
+    with problems.step():
+        use_wandb = parse_bool("USE_WANDB", env.get("USE_WANDB") or "false")
+    with problems.step():
+        use_tensorboard = parse_bool("USE_TENSORBOARD", env.get("USE_TENSORBOARD") or "false")
+    # Every knob is read: the wrong ones, all of them, before anything else happens.
+    problems.raise_any()
+    if use_wandb:
         loggers.append("wandb")
         run_env["WANDB_DIR"] = str(run_dir)
         # A relaunch that resumes the checkpoints resumes the wandb run too: wandb.init (verl's
@@ -400,7 +484,7 @@ def make_plan(method_dir: str | Path, env: dict[str, str], extra_args: list[str]
         if not env.get("WANDB_API_KEY") and not env.get("WANDB_MODE"):
             # No key: keep the run offline rather than fail after the models have loaded.
             run_env["WANDB_MODE"] = "offline"
-    if parse_bool("USE_TENSORBOARD", env.get("USE_TENSORBOARD") or "false"):
+    if use_tensorboard:
         loggers.append("tensorboard")
         run_env["TENSORBOARD_DIR"] = str(run_dir / "tensorboard")
     add("trainer.logger", loggers)

@@ -20,8 +20,8 @@ import os
 import warnings
 from pathlib import Path
 
-from common.knobs import RL_KNOBS, SFT_KNOBS, ConfigError, knobs_for_message
-from common.plan import Plan
+from common.knobs import RL_KNOBS, SFT_KNOBS, ConfigError, known_names, knobs_for_message
+from common.plan import Plan, hydra_value
 
 
 def compose_config(plan: Plan):
@@ -38,19 +38,88 @@ def compose_config(plan: Plan):
         if unknown:
             raise ConfigError(unknown) from None
         raise ConfigError(explain(plan, f"verl could not compose the config: {exc}")) from None
+    problems = _override_value_problems(plan, cfg)
+    if problems:
+        raise ConfigError("\n".join(problems))
     new_keys = [arg for arg in plan.extra_args if arg.startswith("+") and not arg.startswith("++")]
     if new_keys:
         plan.model_notes.extend(_new_key_notes(plan, new_keys))
     return cfg
 
 
-def _base_keys(plan: Plan) -> list[str]:
-    """Every dotted key of the config composed without the pass-through arguments."""
+def _base_config(plan: Plan):
+    """The config composed without the pass-through arguments."""
     from hydra import compose, initialize_config_dir
-    from omegaconf import DictConfig, OmegaConf
 
     with initialize_config_dir(config_dir=str(plan.method_dir), version_base=None):
-        cfg = compose(config_name=plan.config_name, overrides=plan.overrides)
+        return compose(config_name=plan.config_name, overrides=plan.overrides)
+
+
+def _override_value_problems(plan: Plan, cfg) -> list[str]:
+    """A pass-through `key=value` bypasses the knobs' checks, and verl's config is not typed: Hydra
+    takes trainer.total_epochs=abc or optim.lr=-1 as given and verl fails minutes later. Each such
+    value gets the check of the knob that sets the same key (type and range), else the type of
+    the value it replaces."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    from common.knobs import parse_value
+
+    knobs = SFT_KNOBS if plan.trainer == "sft" else RL_KNOBS
+    by_path = {path: knob for knob in knobs for path in knob.paths}
+    problems: list[str] = []
+    base = None
+    for arg in plan.extra_args:
+        key, sep, _ = arg.partition("=")
+        if not sep or key.startswith(("~", "hydra.")) or (key.startswith("+") and not key.startswith("++")):
+            continue
+        key = key.lstrip("+")
+        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        if value is None or OmegaConf.is_config(value):
+            continue
+        knob = by_path.get(key)
+        if knob and knob.kind in ("int", "float", "bool"):
+            try:
+                parse_value(dataclasses.replace(knob, name=key), str(value))
+            except ConfigError as exc:
+                problems.append(f"{exc} (the argument {arg}; {knob.name} in {plan.method}/train.sh sets the same key)")
+            continue
+        if base is None:
+            try:
+                base = _base_config(plan)
+            except Exception:
+                return problems
+        was = OmegaConf.select(base, key, default=None, throw_on_missing=False)
+        wanted = _kind_of(was)
+        if wanted and not _fits(value, wanted):
+            problems.append(f"{arg}: {key} is {wanted} in verl's config ({hydra_value(was)} before this argument), not {value!r}")
+    return problems
+
+
+def _kind_of(value) -> str | None:
+    if isinstance(value, bool):
+        return "a boolean (true or false)"
+    if isinstance(value, int):
+        return "a whole number"
+    if isinstance(value, float):
+        return "a number"
+    return None
+
+
+def _fits(value, kind: str) -> bool:
+    if kind.startswith("a boolean"):
+        return isinstance(value, bool)
+    if kind == "a whole number":
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _base_keys(plan: Plan) -> list[str]:
+    """Every dotted key of the config composed without the pass-through arguments."""
+    from omegaconf import DictConfig, OmegaConf
+
+    cfg = _base_config(plan)
     keys: list[str] = []
 
     def walk(node, prefix: str) -> None:
@@ -88,6 +157,8 @@ def unknown_override_hints(plan: Plan, message: str) -> str | None:
         return None
     arg = next((a for a in plan.extra_args if a.split("=", 1)[0] == key), key)
     hint = f"did you mean {close}?" if close else "check the spelling against verl's config (DRY_RUN=full prints it)"
+    if key in known_names(plan.trainer):
+        hint = f"{key} is a knob of the config block: set it before the script, {arg} ./{plan.method}/train.sh"
     return (f"{arg}: {key} is not a key of verl's config; {hint} (adding + as Hydra suggests would create a new key "
             "that nothing in verl reads)")
 
@@ -131,11 +202,25 @@ def check_config(plan: Plan, cfg) -> list[str]:
         with contextlib.redirect_stdout(io.StringIO()):
             notes += _check_rl(cfg) if plan.trainer == "rl" else _check_sft(cfg)
     except ConfigError as exc:
-        raise ConfigError(explain(plan, str(exc))) from None
+        raise ConfigError(explain(plan, str(exc)) + _also_wrong(plan, cfg)) from None
     except Exception as exc:  # verl raises AssertionError, ValueError, InstantiationException ...
         text = str(exc) or type(exc).__name__
-        raise ConfigError(explain(plan, f"verl rejected the config: {text}")) from None
+        raise ConfigError(explain(plan, f"verl rejected the config: {text}") + _also_wrong(plan, cfg)) from None
     return notes
+
+
+def _also_wrong(plan: Plan, cfg) -> str:
+    """verl stops at its first complaint; the GPU split (N_GPUS_PER_NODE=3 with ROLLOUT_TP=2) is said
+    with it, so fixing the batch sizes does not only reveal the next error."""
+    if plan.trainer != "rl":
+        return ""
+    from common.checks.parallel import parallel_checks
+
+    try:
+        failed = [r for r in parallel_checks(cfg) if r.failed]
+    except Exception:  # the config is broken in another way; verl's words above stand
+        return ""
+    return "".join(f"\nalso [{r.check}] {r.detail}\n  change: {', '.join(r.knobs)} in {plan.method}/train.sh" for r in failed)
 
 
 def _model_is_local(path: str) -> bool:

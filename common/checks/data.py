@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from common.checks.model import model_path
-from common.checks.result import Result
+from common.checks.result import Result, file_problem
 
 
 # Rows tokenized to measure prompt lengths: 2,000 rows give the 99th percentile within ~0.5%
@@ -91,8 +91,9 @@ def data_checks(plan, cfg, ctx) -> list[Result]:
             if "://" in f:
                 results.append(Result.skip("data", f"{knob}: {f} is remote; not checked"))
                 continue
-            if not Path(f).is_file():
-                results.append(Result.fail("data", f"{knob}: {f} does not exist (relative paths are taken from the method folder)", knob))
+            problem = file_problem(f)
+            if problem:
+                results.append(Result.fail("data", f"{knob}: {f} {problem} (relative paths are taken from the method folder)", knob))
                 continue
             try:
                 meta = pq.ParquetFile(f)

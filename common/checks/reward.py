@@ -18,11 +18,10 @@ import inspect
 import os
 import threading
 import time
-from pathlib import Path
 
 from common.checks.data import sample_table
 from common.checks.environment import reachable_url
-from common.checks.result import Result
+from common.checks.result import Result, file_problem
 
 
 # Rows of the train file the reward function is tried on (x 2 made-up responses each).
@@ -113,8 +112,10 @@ def reward_checks(plan, cfg, ctx) -> list[Result]:
     path, name, kwargs, guard_timeout = reward_target(cfg)
     if not path:
         return []
-    if not Path(path).is_file():
-        return [Result.fail("reward", f"REWARD_FUNC_PATH: {path} does not exist", "REWARD_FUNC_PATH")]
+    problem = file_problem(path)
+    if problem:
+        return [Result.fail("reward", f"REWARD_FUNC_PATH: {path} {problem} (relative paths are taken from the method folder)",
+                            "REWARD_FUNC_PATH")]
     from verl.utils.import_utils import load_extern_object
 
     started = time.perf_counter()
@@ -124,7 +125,8 @@ def reward_checks(plan, cfg, ctx) -> list[Result]:
         return [Result.fail("reward", f"importing {path} took over {REWARD_IMPORT_TIMEOUT_S:g} s (slow import or side effects at "
                       "import time; verl imports it in every reward worker)", "REWARD_FUNC_PATH")]
     except AttributeError:
-        return [Result.fail("reward", f"{path} defines no function {name!r}", "REWARD_FUNC_NAME")]
+        return [Result.fail("reward", f"REWARD_FUNC_PATH={path} defines no function {name!r} (REWARD_FUNC_NAME)",
+                            "REWARD_FUNC_NAME", "REWARD_FUNC_PATH")]
     except BaseException as exc:  # SyntaxError, ImportError, SystemExit at import ...
         cause = exc.__cause__ or exc.__context__ or exc  # verl wraps the real error in a RuntimeError
         return [Result.fail("reward", f"importing {path} failed: {type(cause).__name__}: {cause}", "REWARD_FUNC_PATH")]

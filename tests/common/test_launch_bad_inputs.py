@@ -319,3 +319,126 @@ def test_a_hub_id_with_a_typo_fails_when_the_hub_answers(grpo_env, hub, tmp_path
     _, _, results = checks({**grpo_env, "MODEL_PATH": "Org/Real-Modle", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)})
     assert [r.status for r in results if r.check == "model"] == ["skipped"]  # offline: said, not guessed
     assert time.monotonic() - started < 60
+
+
+# ---------------------------------------------------------------------------------------------
+# audit of the launcher's inputs: numbers bash or Python read otherwise, several errors at once,
+# pass-through overrides, paths that cannot be read, the help's secrets
+
+
+@pytest.mark.parametrize("value, words", [("010", "TRAIN_BATCH_SIZE=10"), ("08", "TRAIN_BATCH_SIZE=8"),
+                                          ("99999999999999999999", "too large")])
+def test_numbers_bash_arithmetic_reads_otherwise(tmp_path, value, words):
+    # why: 010 is octal 8 in $(( )) (PPO_MINI_BATCH_SIZE became 4), 08 ended in bash's "value too great for base"
+    result = dry_run("grpo", env={"TRAIN_BATCH_SIZE": value, "OUTPUT_DIR": str(tmp_path / "o")})
+    assert result.returncode == 2 and f"TRAIN_BATCH_SIZE='{value}'" in result.stderr and words in result.stderr
+    assert "value too great" not in result.stderr and not (tmp_path / "o").exists()
+
+
+def test_every_number_bash_cannot_use_is_named(tmp_path):
+    # why: block.sh stopped at the first one
+    result = dry_run("dapo", env={"TRAIN_BATCH_SIZE": "abc", "MAX_RESPONSE_LENGTH": "x", "OUTPUT_DIR": str(tmp_path / "o")})
+    assert result.returncode == 2
+    assert "TRAIN_BATCH_SIZE='abc'" in result.stderr and "MAX_RESPONSE_LENGTH='x'" in result.stderr
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"ROLLOUT_N": "８"}, "ROLLOUT_N='８' is not a whole number"),  # why: Python's int() read it as 8
+    ({"ACTOR_LR": "１e-6"}, "ACTOR_LR='１e-6' is not a number"),
+    ({"ROLLOUT_N": "99999999999999999999"}, "ROLLOUT_N=99999999999999999999 is too large"),  # why: it passed
+    ({"MAX_PROMPT_LENGTH": "99999999999999999999"}, "MAX_PROMPT_LENGTH"),  # why: a memory failure naming other knobs
+])
+def test_unicode_digits_and_numbers_past_64_bits(grpo_env, changes, words):
+    with pytest.raises(ConfigError) as info:
+        checks({**grpo_env, **changes})
+    assert words in str(info.value)
+
+
+def test_every_wrong_knob_is_named_at_once(tmp_path):
+    # why: the first wrong value stopped the launch; fixing it only revealed the next
+    env = {"ROLLOUT_N": "0", "ACTOR_LR": "-1", "TOTAL_EPOCHS": "abc", "USE_KL_LOSS": "maybe", "N_GPUS_PER_NODE": "x",
+           "EXPERIMENT_NAME": "../x", "USE_WANDB": "perhaps", "OUTPUT_DIR": str(tmp_path / "o")}
+    result = dry_run("grpo", env=env)
+    assert result.returncode == 2 and "7 config-block values need fixing" in result.stderr
+    for knob in ("ROLLOUT_N", "ACTOR_LR", "TOTAL_EPOCHS", "USE_KL_LOSS", "N_GPUS_PER_NODE", "EXPERIMENT_NAME", "USE_WANDB"):
+        assert f"{knob}=" in result.stderr, knob
+    assert "Traceback" not in result.stderr and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("changes, knob", [({"GPU_MEMORY_GB": "abc"}, "GPU_MEMORY_GB"),  # why: "the check itself crashed"
+                                           ({"GPU_MEMORY_GB": "-5"}, "GPU_MEMORY_GB"),  # why: a memory failure of -4.7 GiB
+                                           ({"KL_STOP_THRESHOLD": "-1"}, "KL_STOP_THRESHOLD"),  # why: silently off
+                                           ({"KL_STOP_STEPS": "0"}, "KL_STOP_STEPS")])
+def test_launcher_numbers_are_checked_like_knobs(grpo_env, changes, knob):
+    with pytest.raises(ConfigError) as info:
+        checks({**grpo_env, **changes})
+    message = str(info.value)
+    assert message.startswith(f"{knob}=") and ("out of range" in message or "not a number" in message)
+
+
+def test_the_default_run_name_of_a_model_folder_with_spaces(tiny_model_dir, grpo_env, tmp_path):
+    # why: a valid MODEL_PATH with a space failed on EXPERIMENT_NAME, a knob the user never set
+    model = tmp_path / "my model"
+    model.symlink_to(tiny_model_dir, target_is_directory=True)
+    env = {**grpo_env, "MODEL_PATH": str(model), "EXPERIMENT_NAME": "grpo-my model"}  # what the block derives
+    plan, _, _ = checks(env)
+    assert plan.run_dir.name == "grpo-my-model" and any("made a plain folder name" in n for n in plan.model_notes)
+    with pytest.raises(ConfigError, match="EXPERIMENT_NAME"):  # a name the user wrote is still refused
+        checks({**env, "EXPERIMENT_NAME": "my run"})
+
+
+def test_paths_that_cannot_be_read_are_named(grpo_env, tmp_path):
+    # why: a name too long (like an unreadable folder) was an OSError traceback from MODEL_PATH and
+    # "the check itself crashed" from TRAIN_DATA; a folder given as TRAIN_DATA "does not exist"
+    with pytest.raises(ConfigError, match="MODEL_PATH=.*cannot be read"):
+        checks({**grpo_env, "MODEL_PATH": "/tmp/" + "m" * 300})
+    _, _, results = checks({**grpo_env, "TRAIN_DATA": "/tmp/" + "d" * 300 + ".parquet", "VAL_DATA": str(tmp_path)})
+    rows = {r.knobs[0]: r.detail for r in failed(results, "data")}
+    assert "cannot be read" in rows["TRAIN_DATA"] and "is a folder, not a file" in rows["VAL_DATA"]
+
+
+def test_an_empty_reward_file_names_the_path_knob(grpo_env, tmp_path):
+    empty = tmp_path / "reward.py"
+    empty.write_text("")
+    _, _, results = checks({**grpo_env, "REWARD_FUNC_PATH": str(empty)})
+    assert failed(results, "reward") and "REWARD_FUNC_PATH" in failed(results, "reward")[0].knobs
+
+
+@pytest.mark.parametrize("method, arg, words", [
+    ("grpo", "trainer.total_epochs=abc", "TOTAL_EPOCHS"),  # why: Hydra took it; verl would fail minutes in
+    ("grpo", "actor_rollout_ref.actor.optim.lr=-1", "> 0"),  # why: bypassed ACTOR_LR's range
+    ("grpo", "actor_rollout_ref.rollout.n=0", ">= 1"),  # why: the error said to change ROLLOUT_N in train.sh
+    ("grpo", "trainer.val_before_train=maybe", "not a boolean"),
+    ("grpo", "trainer.balance_batch=3", "is a boolean (true or false) in verl's config"),  # no knob: verl's own type
+    ("sft", "trainer.total_epochs=abc", "not a whole number"),
+])
+def test_pass_through_overrides_get_the_knobs_checks(grpo_env, method, arg, words):
+    env = grpo_env if method == "grpo" else {"OUTPUT_DIR": grpo_env["OUTPUT_DIR"]}
+    with pytest.raises(ConfigError) as info:
+        checks(env, args=(arg,), method=method)
+    assert arg in str(info.value) and words in str(info.value)
+    checks(grpo_env, args=("trainer.total_epochs=3", "actor_rollout_ref.actor.optim.lr=2e-6", "trainer.val_before_train=false"))
+
+
+def test_arguments_that_are_not_overrides(tmp_path, grpo_env):
+    # why: Hydra's LexerNoViableAltException for a mistyped --help; a knob after the script is no verl key
+    result = dry_run("grpo", env={"OUTPUT_DIR": str(tmp_path / "o")}, args=("--helpp",))
+    assert result.returncode == 2 and "'--helpp': not an option or a key=value override" in result.stderr
+    assert "LexerNoViableAltException" not in result.stderr and not (tmp_path / "o").exists()
+    with pytest.raises(ConfigError, match="ROLLOUT_N is a knob of the config block: set it before the script"):
+        checks(grpo_env, args=("ROLLOUT_N=8",))
+
+
+def test_help_hides_credentials_in_knob_values():
+    # why: --help printed MODEL_PATH=https://user:pa55@host/m as given
+    result = dry_run("grpo", env={"MODEL_PATH": "https://user:pa55@host/m"}, args=("--help",))
+    assert result.returncode == 0 and "pa55" not in result.stdout and "MODEL_PATH=https://***@host/m" in result.stdout
+
+
+def test_the_gpu_split_is_named_with_verls_batch_error(grpo_env):
+    # why: N_GPUS_PER_NODE=3 with ROLLOUT_TP=2 named only the batch sizes; the TP error came after fixing them
+    plan = launch.make_plan(REPO_ROOT / "grpo", {**grpo_env, "N_GPUS_PER_NODE": "3", "ROLLOUT_TP": "2"}, [],
+                            detect=lambda: (0, "test"))
+    with pytest.raises(ConfigError) as info:
+        launch.check_config(plan, launch.compose_config(plan))
+    assert "real_train_batch_size" in str(info.value) and "ROLLOUT_TP, N_GPUS_PER_NODE" in str(info.value)
