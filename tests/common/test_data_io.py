@@ -46,6 +46,11 @@ def csv_text(rows: list[dict], sep: str = ",", newline: str = "\r\n") -> str:
     return newline.join(lines) + newline
 
 
+def default_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
 
@@ -373,8 +378,11 @@ def test_signal_mid_write_leaves_no_temp_and_keeps_the_old_output(tmp_path, big_
     out = out_dir / "train.parquet"
     du.json_to_parquet(big_jsonl(tmp_path / "old.jsonl", 10), out, progress=False)
     old = digest(out)
+    # A suite started in the background (`cmd &`, nohup) passes SIGINT/SIGHUP on as ignored, and
+    # the writer rightly keeps ignored signals ignored: give the child the terminal's defaults.
     proc = subprocess.Popen([sys.executable, "-m", "common.data_utils", "rl", str(src), str(out), "--no_progress"],
-                            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_signals)
     try:
         deadline = time.monotonic() + 60
         while not leftovers(out_dir) and proc.poll() is None and time.monotonic() < deadline:

@@ -342,8 +342,11 @@ def test_real_job_runs_and_its_logs_land_in_the_run_folder(cluster, tmp_path):
 def test_ctrl_c_stops_the_job(cluster, tmp_path):
     block = _block(tmp_path, cluster, RAY_ENV_VARS="FAKE_STEPS,FAKE_SLEEP", FAKE_STEPS="100", FAKE_SLEEP="1")
     full = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "WANDB_", "RAY_"))}
+    # Ctrl-C's SIGINT must not arrive ignored: a suite started in the background (`cmd &`) passes
+    # SIGINT on as ignored; a terminal's process has the default.
     launcher = subprocess.Popen(
-        [str(REPO_ROOT / "grpo" / "train.sh")], env={**full, **block}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [str(REPO_ROOT / "grpo" / "train.sh")], env={**full, **block}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     log = tmp_path / "outputs" / "exp" / "train.log"
     deadline = time.monotonic() + 150
