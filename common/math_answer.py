@@ -140,13 +140,17 @@ def find_boxes(text: str) -> list[str] | None:
     >>> find_boxes("no box"), find_boxes("cut off \\\\boxed{12")
     ([], None)
     """
-    tail = text[-SCAN_CHARS:]
-    starts = [m for m in _BOX_RE.finditer(tail)]
+    return _box_run(text[-SCAN_CHARS:])[0]
+
+
+def _box_run(tail: str) -> tuple[list[str] | None, int]:
+    """(find_boxes's answer for ``tail``, where its last box ends: 0 when there is none)."""
+    starts = list(_BOX_RE.finditer(tail))
     if not starts:
-        return []
+        return [], 0
     last = _box_content(tail, starts[-1].end())
     if last is None:
-        return None
+        return None, 0
     contents, begin = [last[0]], starts[-1].start()
     for m in reversed(starts[:-1]):
         if len(contents) >= _MAX_RUN:
@@ -160,19 +164,10 @@ def find_boxes(text: str) -> list[str] | None:
         contents.append(box[0])
         begin = m.start()
     contents.reverse()
-    return contents
+    return contents, last[1]
 
 
 _FINAL_RE = re.compile(r"final\s+answer", re.IGNORECASE)
-
-
-def _box_end(tail: str) -> int:
-    """Where the last (closed) box of ``tail`` ends."""
-    last = None
-    for last in _BOX_RE.finditer(tail):
-        pass
-    box = _box_content(tail, last.end()) if last else None
-    return box[1] if box else 0
 
 
 def _answer_tag(tail: str) -> str | None:
@@ -316,25 +311,38 @@ def _is_mathlike(s: str) -> bool:
     return any(c.isalnum() for c in bare) and all(w.group(0).lower() in _JOIN_WORDS for w in _WORD_RE.finditer(bare))
 
 
+def _without_hope(chunk: str) -> str:
+    """``chunk`` stripped, without Minerva's closing "I hope it is correct." """
+    chunk = chunk.strip()
+    if chunk.rstrip(".").lower().endswith(_HOPE):
+        chunk = chunk.rstrip(".")[: -len(_HOPE)].strip()
+    return chunk
+
+
+def _span_run(text: str, spans: list[tuple[int, int, int, int]], backward: bool) -> str:
+    """The spans joined by connectors ("$1$ and $2$") from the first span on, or back from the
+    last one, as one list answer "1, 2" (a lone span as written; "x = " dropped from list items)."""
+    order = spans[::-1] if backward else spans
+    items, lo, hi = [text[order[0][2] : order[0][3]].strip()], order[0][0], order[0][1]
+    for span in order[1:_MAX_RUN]:
+        gap = text[span[1] : lo] if backward else text[hi : span[0]]
+        if len(gap) > 40 or _CONNECTOR_RE.fullmatch(gap) is None:
+            break
+        items.append(text[span[2] : span[3]].strip())
+        lo, hi = min(lo, span[0]), max(hi, span[1])
+    if backward:
+        items.reverse()
+    if len(items) > 1:
+        items = [_ASSIGNED_RE.sub("", item, count=1) for item in items]
+    return ", ".join(dict.fromkeys(i for i in items if i))
+
+
 def _from_chunk(chunk: str, first: bool) -> str:
     """The answer inside a chunk of text that holds one: a math span, the whole chunk, or a number."""
-    chunk = chunk.strip()
-    if chunk.rstrip(".").lower().endswith(_HOPE):  # Minerva's "... I hope it is correct."
-        chunk = chunk.rstrip(".")[: -len(_HOPE)].strip()
-    chunk = chunk.strip("*").strip()
+    chunk = _without_hope(chunk).strip("*").strip()
     spans = _math_spans(chunk)
     if spans and first:
-        # "$12$ and $13$" is one list answer, as in _last_answer.
-        items, end = [chunk[spans[0][2] : spans[0][3]].strip()], spans[0][1]
-        for span in spans[1:_MAX_RUN]:
-            gap = chunk[end : span[0]]
-            if len(gap) > 40 or _CONNECTOR_RE.fullmatch(gap) is None:
-                break
-            items.append(chunk[span[2] : span[3]].strip())
-            end = span[1]
-        if len(items) > 1:
-            items = [_ASSIGNED_RE.sub("", item, count=1) for item in items]
-        return ", ".join(dict.fromkeys(i for i in items if i))
+        return _span_run(chunk, spans, backward=False)  # "$12$ and $13$" is one list answer
     if spans:
         return chunk[spans[-1][2] : spans[-1][3]].strip()
     candidate = chunk.rstrip(".").strip()
@@ -351,9 +359,7 @@ def _from_chunk(chunk: str, first: bool) -> str:
 
 def _after_copula(chunk: str) -> str:
     """ "Final Answer: The volume of $V$ is 120." -> "120" (math-verify's "final answer ... is X")."""
-    chunk = chunk.strip()
-    if chunk.rstrip(".").lower().endswith(_HOPE):
-        chunk = chunk.rstrip(".")[: -len(_HOPE)]
+    chunk = _without_hope(chunk)
     sentence = _SENTENCE_END_RE.search(chunk)  # "Final answer: 42. This is why" has no copula
     m = _COPULA_RE.search(chunk, 0, min(120, sentence.start() if sentence else len(chunk)))
     return _from_chunk(chunk[m.end() :], first=True) if m else ""
@@ -397,15 +403,7 @@ def _last_answer(tail: str) -> str:
         return after[-1][2]
     if span is None:
         return ""
-    items, begin = [tail[span[2] : span[3]].strip()], span[0]
-    for prev in reversed(spans[:-1]):
-        gap = tail[prev[1] : begin]
-        if len(items) >= _MAX_RUN or len(gap) > 40 or _CONNECTOR_RE.fullmatch(gap) is None:
-            break
-        items.append(tail[prev[2] : prev[3]].strip())
-        begin = prev[0]
-    items = [_ASSIGNED_RE.sub("", item, count=1) if len(items) > 1 else item for item in reversed(items)]
-    return ", ".join(dict.fromkeys(i for i in items if i))
+    return _span_run(tail, spans, backward=True)
 
 
 def extract_answer(text: str, strict_boxed: bool = False) -> Answer:
@@ -426,14 +424,13 @@ def extract_answer(text: str, strict_boxed: bool = False) -> Answer:
     """
     if not isinstance(text, str) or not text:
         return Answer("", "none")
-    boxes = find_boxes(text)
+    tail = text[-SCAN_CHARS:]
+    boxes, after_box = _box_run(tail)
     if boxes is None:
         return Answer("", "cut")  # the response stops inside its last box: no answer
     if boxes and not strict_boxed:
         # A "final answer ... is X" after the last box wins over it, as in math-verify: "\boxed{255}
         # of interest, so she has $10,455. Final Answer: The final answer is $10,455$."
-        tail = text[-SCAN_CHARS:]
-        after_box = _box_end(tail)
         found = _phrase_answer(tail[after_box:], final_only=True) if _FINAL_RE.search(tail, after_box) else ""
         if found:
             return Answer(found, "phrase")
@@ -444,7 +441,6 @@ def extract_answer(text: str, strict_boxed: bool = False) -> Answer:
         return Answer(distinct[0] if distinct else "", "boxed")
     if strict_boxed:
         return Answer("", "none")
-    tail = text[-SCAN_CHARS:]
     tag = _answer_tag(tail)
     if tag is not None and tag.strip():
         found = _from_chunk(tag, first=False)

@@ -62,6 +62,12 @@ class Preset:
 
 # verl's examples/ folder at verl-project/verl (the 0.9.x examples, read at commit 1dda039b9).
 _EX = "verl examples/"
+# GRPO's KL loss as verl's GRPO examples set it, kept by the examples built on them.
+_GRPO_KL_LOSS = (
+    Setting(f"{_ACTOR}.use_kl_loss", True, "the example keeps GRPO's KL loss"),
+    Setting(f"{_ACTOR}.kl_loss_coef", 0.001, "the example's KL weight"),
+    Setting(f"{_ACTOR}.kl_loss_type", "low_var_kl", "the example's KL estimator (k3)"),
+)
 
 ALGORITHMS: dict[str, Preset] = {
     "grpo": Preset(
@@ -115,9 +121,7 @@ ALGORITHMS: dict[str, Preset] = {
             Setting(f"{_LOSS}.loss_mode", "cispo", "verl's registered CISPO loss"),
             Setting(f"{_ACTOR}.clip_ratio_low", 10.0, "the example: 1 - 10 < 0, so the weight is not clipped from below"),
             Setting(f"{_ACTOR}.clip_ratio_high", 0.2, "the example: weights capped at 1 + 0.2"),
-            Setting(f"{_ACTOR}.use_kl_loss", True, "the example keeps GRPO's KL loss"),
-            Setting(f"{_ACTOR}.kl_loss_coef", 0.001, "the example's KL weight"),
-            Setting(f"{_ACTOR}.kl_loss_type", "low_var_kl", "the example's KL estimator (k3)"),
+            *_GRPO_KL_LOSS,
         ),
     ),
     "sapo": Preset(
@@ -142,9 +146,7 @@ ALGORITHMS: dict[str, Preset] = {
             Setting(f"{_LOSS}.loss_mode", "geo_mean", "verl's registered GMPO loss"),
             Setting(f"{_ACTOR}.clip_ratio_low", 0.4, "the README's key configuration: log-ratio clipped to [-0.4, 0.4]"),
             Setting(f"{_ACTOR}.clip_ratio_high", 0.4, "the same upper bound"),
-            Setting(f"{_ACTOR}.use_kl_loss", True, "the example keeps GRPO's KL loss"),
-            Setting(f"{_ACTOR}.kl_loss_coef", 0.001, "the example's KL weight"),
-            Setting(f"{_ACTOR}.kl_loss_type", "low_var_kl", "the example's KL estimator (k3)"),
+            *_GRPO_KL_LOSS,
         ),
     ),
 }

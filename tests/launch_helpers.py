@@ -26,6 +26,18 @@ COMMAND_MARK = "# ---- command ----"
 FILE_MARK = "# full resolved config:"
 
 
+def grpo_block(model_dir, out_dir, **extra: str) -> dict[str, str]:
+    """grpo/train.sh's config block with the tiny local model (so model-dependent checks run) and
+    every output under out_dir; extra knobs on top."""
+    return {
+        "MODEL_PATH": str(model_dir), "TRAIN_DATA": "data/train.parquet", "VAL_DATA": "data/val.parquet",
+        "ROLLOUT_N": "5", "TRAIN_BATCH_SIZE": "32", "PPO_MINI_BATCH_SIZE": "16", "MICRO_BATCH_SIZE_PER_GPU": "8",
+        "ROLLOUT_ENGINE": "vllm", "ROLLOUT_TP": "1", "N_GPUS_PER_NODE": "1", "NNODES": "1",
+        "REWARD_FUNC_PATH": "reward_func.py", "MAX_PROMPT_LENGTH": "512", "MAX_RESPONSE_LENGTH": "1024",
+        "OUTPUT_DIR": str(out_dir), "HOME": str(out_dir), **extra,
+    }
+
+
 def dry_run(method: str, env: dict[str, str] | None = None, args: tuple[str, ...] = (), timeout: int = 180, cwd=None):
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "WANDB_"))}
     # A dry run writes its dry_run.yaml into the run folder: never into the repository's outputs/.

@@ -21,21 +21,14 @@ import pytest
 
 from common import launch, preflight, run_folder
 from common.knobs import ConfigError
-from tests.launch_helpers import REPO_ROOT, dry_run, resolved_config
+from tests.launch_helpers import REPO_ROOT, dry_run, grpo_block, resolved_config
 
 METHODS = ("grpo", "ppo", "dapo", "gspo", "sft")
 
 
 @pytest.fixture(scope="module")
 def grpo_env(tiny_model_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("bad_inputs_out")
-    return {
-        "MODEL_PATH": str(tiny_model_dir), "TRAIN_DATA": "data/train.parquet", "VAL_DATA": "data/val.parquet",
-        "ROLLOUT_N": "5", "TRAIN_BATCH_SIZE": "32", "PPO_MINI_BATCH_SIZE": "16", "MICRO_BATCH_SIZE_PER_GPU": "8",
-        "ROLLOUT_ENGINE": "vllm", "ROLLOUT_TP": "1", "N_GPUS_PER_NODE": "1", "NNODES": "1",
-        "REWARD_FUNC_PATH": "reward_func.py", "MAX_PROMPT_LENGTH": "512", "MAX_RESPONSE_LENGTH": "1024",
-        "OUTPUT_DIR": str(out), "HOME": str(out), "EXPERIMENT_NAME": "exp",
-    }
+    return grpo_block(tiny_model_dir, tmp_path_factory.mktemp("bad_inputs_out"), EXPERIMENT_NAME="exp")
 
 
 def checks(env: dict, args=(), method="grpo", gpus=0):

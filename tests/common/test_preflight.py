@@ -15,20 +15,13 @@ import pandas as pd
 import pytest
 
 from common import launch, preflight
-from tests.launch_helpers import REPO_ROOT, dry_run
+from tests.launch_helpers import REPO_ROOT, dry_run, grpo_block
 
 
 @pytest.fixture(scope="module")
 def grpo_env(tiny_model_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("pf_out")
-    # The grpo/train.sh block, with the tiny local model so model-dependent checks run.
-    return {
-        "MODEL_PATH": str(tiny_model_dir), "TRAIN_DATA": "data/train.parquet", "VAL_DATA": "data/val.parquet",
-        "ROLLOUT_N": "5", "TRAIN_BATCH_SIZE": "32", "PPO_MINI_BATCH_SIZE": "16", "MICRO_BATCH_SIZE_PER_GPU": "8",
-        "ROLLOUT_ENGINE": "vllm", "ROLLOUT_TP": "1", "GPU_MEM_UTIL": "0.5", "N_GPUS_PER_NODE": "1", "NNODES": "1",
-        "REWARD_FUNC_PATH": "reward_func.py", "REWARD_FUNC_NAME": "compute_score", "MAX_PROMPT_LENGTH": "512",
-        "MAX_RESPONSE_LENGTH": "1024", "OUTPUT_DIR": str(out), "HOME": str(out),
-    }
+    return grpo_block(tiny_model_dir, tmp_path_factory.mktemp("pf_out"), GPU_MEM_UTIL="0.5",
+                      REWARD_FUNC_NAME="compute_score")
 
 
 def run(method: str, env: dict, args=(), gpus: int = 0):

@@ -25,6 +25,7 @@ from common.evaluation.generation import TEMPLATES, render_prompt, vllm_unavaila
 from common.evaluation.inputs import InputError, load_rows
 from common.evaluation.metrics import pass_at_k
 from common.test_model import main
+from tests.workbooks import read_sheet, table_at
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,24 +65,6 @@ def parity_reward(tmp_path) -> Path:
     path = tmp_path / "parity_reward.py"
     path.write_text(PARITY_REWARD)
     return path
-
-
-def read_sheet(ws) -> list[dict]:
-    values = list(ws.values)
-    return [dict(zip(values[0], row)) for row in values[1:]]
-
-
-def table_at(ws, first: str, second: str) -> list[dict]:
-    """The Summary table whose header starts with these two cells, down to its first blank row."""
-    rows = list(ws.iter_rows(values_only=True))
-    start = next(i for i, r in enumerate(rows) if r[0] == first and r[1] == second)
-    header = [h for h in rows[start] if h is not None]
-    out = []
-    for r in rows[start + 1 :]:
-        if r[0] is None:
-            break
-        out.append(dict(zip(header, r)))
-    return out
 
 
 def summary_of(wb) -> dict[str, dict]:

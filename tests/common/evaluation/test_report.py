@@ -25,6 +25,7 @@ from common.evaluation.report import (
     write_report,
 )
 from common.evaluation.scoring import Score
+from tests.workbooks import table_at
 
 # Text a spreadsheet would run as a formula if stored as one (CSV/Excel injection).
 FORMULAS = ['=HYPERLINK("http://x","click")', "+1+1", "-2-2", "@SUM(A1:A2)", "=1/0"]
@@ -59,19 +60,6 @@ def results() -> list[ModelResult]:
 SETTINGS = {"input_file": "/data/test.json", "rows": 3, "n_samples": 2, "temperature": 0.7, "top_p": 0.9,
             "max_new_tokens": 64, "template": "auto", "chat_template_kwargs": '{"enable_thinking": false}',
             "created": "2025-01-02T03:04:05"}
-
-
-def table_at(ws, header_first: str, header_second: str) -> list[dict]:
-    """The table whose header row starts with these two cells, down to its first blank row."""
-    rows = list(ws.iter_rows(values_only=True))
-    start = next(i for i, r in enumerate(rows) if r[0] == header_first and r[1] == header_second)
-    header = [h for h in rows[start] if h is not None]
-    out = []
-    for r in rows[start + 1 :]:
-        if r[0] is None:
-            break
-        out.append(dict(zip(header, r)))
-    return out
 
 
 def test_workbook_tables_formats_and_colours(tmp_path, results):
