@@ -220,6 +220,17 @@ def _updates_rows(rows, env, cfg, result) -> None:
                         int(train) // int(mini) * int(epochs), observed, source=source))
 
 
+def _reward_rows(rows, env, cfg, kwargs: dict | None) -> None:
+    """The reward knobs that travel as reward_kwargs, as verl's reward manager holds them."""
+    if kwargs is None:
+        return
+    for knob, key, where in (("STRICT_BOXED", "strict_boxed", "reward function: strict_boxed"),
+                             ("REWARD_TIMEOUT_S", "guard_timeout_s", "reward guard: seconds per call")):
+        expected = _select(cfg, f"reward.custom_reward_function.reward_kwargs.{key}")
+        if expected is not None:
+            rows.append(Row(knob, where, expected, kwargs.get(key), source="env" if env.get(knob) else "default"))
+
+
 def observe_rl(cfg, env, result) -> list[Row]:
     host = result.host
     arr, a, r = "actor_rollout_ref", "actor_rollout_ref.actor", "actor_rollout_ref.rollout"
@@ -272,6 +283,7 @@ def observe_rl(cfg, env, result) -> list[Row]:
         seed, source = expected_value("SEED", env, cfg, "data.seed")
         if seed is not None:
             rows.append(Row("SEED", "train data sampler: seed", seed, result.sampler_seed, source=source))
+    _reward_rows(rows, env, cfg, result.reward_kwargs)
     _updates_rows(rows, env, cfg, result)
     n_expected, source = expected_value("ROLLOUT_N", env, cfg, f"{r}.n")
     rows.append(Row("ROLLOUT_N", "batch: responses per prompt", n_expected, result.responses_per_prompt, source=source))

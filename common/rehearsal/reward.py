@@ -34,6 +34,14 @@ def reward_worker(cfg, router_address: str | None = None):
     return RewardLoopWorker(cfg, reward_router_address=router_address)
 
 
+def function_kwargs(worker) -> dict | None:
+    """The reward_kwargs verl's reward manager passes to the reward function (verl's
+    get_custom_reward_fn binds them: partial(_call_with_kwargs, fn, kwargs)); None without one."""
+    fn = getattr(getattr(worker, "reward_manager", None), "compute_score", None)
+    args = getattr(fn, "args", ())
+    return dict(args[1]) if len(args) >= 2 and isinstance(args[1], dict) else None
+
+
 class _RemoteMethod:
     def __init__(self, method):
         self.method = method

@@ -49,6 +49,7 @@ class RLResult:
     reward_model_scored: int | None = None
     actor_updates: int | None = None
     critic_updates: int | None = None
+    reward_kwargs: dict | None = None  # the kwargs verl's reward manager calls the reward function with
 
 
 def _total_training_steps(cfg, dataset_len: int) -> int:
@@ -164,6 +165,7 @@ def run_rl(plan, cfg, settings, out) -> RLResult:
     try:
         with stage("verl's reward loop worker (the reward manager and function)"):
             worker = rewards.reward_worker(cfg, rm_server.address if rm_server else None)
+        result.reward_kwargs = rewards.function_kwargs(worker)
         streaming = not cfg.reward.reward_model.enable or cfg.reward.reward_model.enable_resource_pool
         with stage("the rollout stand-in"):
             client = GenerateClient(host.actor.engine, cfg.actor_rollout_ref.rollout, model_config.hf_config, tokenizer,

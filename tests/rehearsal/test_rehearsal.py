@@ -52,8 +52,10 @@ def _cases(model: Path, reward_model: Path) -> list[list[dict]]:
     b = [
         # why: PPO's critic (GAE) and the KL penalty in the reward
         {"name": "ppo", "method": "ppo", "env": _rl(USE_KL_IN_REWARD="true")},
-        # why: GSPO's sequence-level loss, overlong shaping on a method whose YAML lacks it
-        {"name": "gspo", "method": "gspo", "env": _rl(REWARD_FUNC_PATH=VARIED_REWARD, OVERLONG_SHAPING="true")},
+        # why: GSPO's sequence-level loss, overlong shaping on a method whose YAML lacks it; the reward
+        # knobs that travel as reward_kwargs (STRICT_BOXED, REWARD_TIMEOUT_S) reach verl's reward manager
+        {"name": "gspo", "method": "gspo", "env": _rl(REWARD_FUNC_PATH=VARIED_REWARD, OVERLONG_SHAPING="true",
+                                                      STRICT_BOXED="true", REWARD_TIMEOUT_S="20")},
         # why: LoRA adapters, the reference model as the actor without its adapter
         {"name": "grpo_lora", "method": "grpo", "env": _rl(USE_LORA="true", LORA_RANK="8", LORA_ALPHA="16",
                                                            ACTOR_LR="3e-5", REWARD_FUNC_PATH=VARIED_REWARD)},
@@ -110,6 +112,14 @@ def test_rehearsal_trains_one_step_and_every_knob_arrives(rehearsals, name):
     assert "knob table: all" in log
     # The optimizer step moved the weights (sampled trainable tensors before and after).
     assert summary["parameters"]["changed"] >= 1, summary["parameters"]
+
+
+@pytest.mark.slow
+def test_reward_kwargs_reach_verls_reward_manager(rehearsals):
+    _, _, summary, _ = rehearsals["gspo"]
+    rows = {row["knob"]: row for row in summary["knob_table"] if row["knob"] in ("STRICT_BOXED", "REWARD_TIMEOUT_S")}
+    assert rows["STRICT_BOXED"]["observed"] is True and rows["STRICT_BOXED"]["ok"]
+    assert rows["REWARD_TIMEOUT_S"]["observed"] == 20 and rows["REWARD_TIMEOUT_S"]["ok"]
 
 
 @pytest.mark.slow
